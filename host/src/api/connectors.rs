@@ -1,0 +1,285 @@
+//! `/v1/connectors[/{name}[/pull|/checkpoint]]` and `/metrics`.
+
+use super::reply::{self, Resp};
+use crate::host::Host;
+use crate::registry::Connector;
+use http::{Method, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+fn status(host: &Host, name: &str, connector: Option<&Arc<Connector>>) -> serde_json::Value {
+    let state = host.registry.source(name);
+    let last_error = state.last_error();
+    let checkpoints: Vec<_> = host
+        .store
+        .checkpoints(name)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(p, c)| serde_json::json!({"partition": p, "value": c.value(), "updated_ms": c.updated_ms()}))
+        .collect();
+    let pull = state.pull.lock().expect("lock").clone();
+    let mut v = serde_json::json!({
+        "name": name,
+        "last_error": last_error,
+        "checkpoints": checkpoints,
+        "counters": state.counters.snapshot(),
+        "last_offset": host.store.last_offset(name).ok().flatten(),
+    });
+    match connector {
+        Some(c) => {
+            let mut modes = Vec::new();
+            if c.descriptor.push {
+                modes.push("push");
+            }
+            if c.descriptor.pull {
+                modes.push("pull");
+            }
+            let st = if pull.state == "failing" || (last_error.is_some() && pull.state != "ok") {
+                "failing"
+            } else {
+                "loaded"
+            };
+            let extra = serde_json::json!({
+                "state": st,
+                "version": c.descriptor.version,
+                "description": c.descriptor.description,
+                "hash": format!("sha256:{}", c.hash),
+                "label": c.label,
+                "modes": modes,
+                "schedule": c.descriptor.schedule,
+                "loaded_at_ms": c.loaded_at_ms,
+                "wasm": c.wasm_path,
+                "manifest": c.manifest_path,
+                "pull": if c.descriptor.pull { serde_json::to_value(&pull).expect("status serializes") } else { serde_json::Value::Null },
+            });
+            merge(&mut v, extra);
+        }
+        None => merge(
+            &mut v,
+            serde_json::json!({"state": if last_error.is_some() { "failed" } else { "removed" }}),
+        ),
+    }
+    v
+}
+
+fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
+    if let (Some(a), serde_json::Value::Object(b)) = (into.as_object_mut(), from) {
+        a.extend(b);
+    }
+}
+
+pub fn list(host: &Arc<Host>) -> Resp {
+    let loaded = host.registry.all();
+    let mut names: Vec<String> = loaded.iter().map(|c| c.name.clone()).collect();
+    for n in host.registry.known_sources() {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    names.sort();
+    let items: Vec<_> = names
+        .iter()
+        .map(|n| status(host, n, loaded.iter().find(|c| &c.name == n)))
+        .collect();
+    reply::json(StatusCode::OK, &serde_json::json!({ "connectors": items }))
+}
+
+pub fn show(host: &Arc<Host>, name: &str) -> Resp {
+    let connector = host.registry.get(name);
+    if connector.is_none() && !host.registry.known_sources().iter().any(|n| n == name) {
+        return not_found(name);
+    }
+    reply::json(StatusCode::OK, &status(host, name, connector.as_ref()))
+}
+
+fn not_found(name: &str) -> Resp {
+    reply::error(
+        StatusCode::NOT_FOUND,
+        "unknown_connector",
+        &format!("no connector named `{name}` is loaded"),
+    )
+}
+
+pub async fn pull_now(host: &Arc<Host>, name: &str) -> Resp {
+    let Some(connector) = host.registry.get(name) else {
+        return not_found(name);
+    };
+    if !connector.descriptor.pull {
+        return reply::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "pull_disabled",
+            &format!("connector `{name}` does not support pull"),
+        );
+    }
+    match crate::pull::run_once(host, &connector).await {
+        Ok(summary) => reply::json(
+            StatusCode::OK,
+            &serde_json::json!({"status": "ok", "run": summary}),
+        ),
+        Err(err) => {
+            host.registry.source(name).set_error(Some(err.to_string()));
+            reply::error(StatusCode::BAD_GATEWAY, "pull_failed", &err.to_string())
+        }
+    }
+}
+
+pub async fn checkpoint(host: &Arc<Host>, name: &str, req: http::Request<Incoming>) -> Resp {
+    if host.registry.get(name).is_none() && !host.registry.known_sources().iter().any(|n| n == name)
+    {
+        return not_found(name);
+    }
+    let partition = super::query_pairs(req.uri().query())
+        .into_iter()
+        .find(|(k, _)| k == "partition")
+        .map(|(_, v)| v);
+    let p = partition.as_deref();
+    match *req.method() {
+        Method::GET => match host.store.checkpoint(name, p) {
+            Ok(Some(c)) => reply::json(
+                StatusCode::OK,
+                &serde_json::json!({"partition": p, "value": c.value(), "updated_ms": c.updated_ms()}),
+            ),
+            Ok(None) => reply::error(
+                StatusCode::NOT_FOUND,
+                "no_checkpoint",
+                "this partition has no checkpoint yet",
+            ),
+            Err(err) => reply::store_failed(&err),
+        },
+        Method::PUT => {
+            let body = match http_body_util::Limited::new(req.into_body(), 64 * 1024)
+                .collect()
+                .await
+            {
+                Ok(b) => b.to_bytes(),
+                Err(_) => {
+                    return reply::error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "body_too_large",
+                        "a checkpoint body is at most 64 KiB",
+                    );
+                }
+            };
+            let value = match serde_json::from_slice::<serde_json::Value>(&body) {
+                Ok(serde_json::Value::Object(o)) => match o.get("value") {
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    _ => {
+                        return reply::error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid",
+                            "the body is `{\"value\": \"<checkpoint>\"}`",
+                        );
+                    }
+                },
+                _ => {
+                    return reply::error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid",
+                        "the body is `{\"value\": \"<checkpoint>\"}`",
+                    );
+                }
+            };
+            let lock = host.registry.source(name).partition_lock(p);
+            let _g = lock.lock().await;
+            match host
+                .store
+                .set_checkpoint(name, p, Some(value.clone()))
+                .await
+            {
+                Ok(()) => reply::json(
+                    StatusCode::OK,
+                    &serde_json::json!({"partition": p, "value": value}),
+                ),
+                Err(err) => reply::store_failed(&err),
+            }
+        }
+        Method::DELETE => {
+            let lock = host.registry.source(name).partition_lock(p);
+            let _g = lock.lock().await;
+            match host.store.set_checkpoint(name, p, None).await {
+                Ok(()) => reply::json(
+                    StatusCode::OK,
+                    &serde_json::json!({"partition": p, "value": null}),
+                ),
+                Err(err) => reply::store_failed(&err),
+            }
+        }
+        _ => reply::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "use GET, PUT or DELETE",
+        ),
+    }
+}
+
+/// Prometheus text format.
+pub fn metrics(host: &Arc<Host>) -> Resp {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut out = String::new();
+    let sources = host.registry.known_sources();
+    let counters: [(&str, &str, fn(&crate::registry::Counters) -> u64); 10] = [
+        (
+            "inlet_push_accepted_total",
+            "Push requests accepted.",
+            |c| c.push_accepted.load(Relaxed),
+        ),
+        (
+            "inlet_push_duplicate_total",
+            "Push requests answered as duplicates.",
+            |c| c.push_duplicate.load(Relaxed),
+        ),
+        (
+            "inlet_push_rejected_total",
+            "Push requests rejected before storing.",
+            |c| c.push_rejected.load(Relaxed),
+        ),
+        (
+            "inlet_push_failed_total",
+            "Push calls that trapped or overran.",
+            |c| c.push_failed.load(Relaxed),
+        ),
+        ("inlet_events_push_total", "Events stored from push.", |c| {
+            c.events_push.load(Relaxed)
+        }),
+        ("inlet_events_pull_total", "Events stored from pull.", |c| {
+            c.events_pull.load(Relaxed)
+        }),
+        (
+            "inlet_events_deduplicated_total",
+            "Events dropped as already stored.",
+            |c| c.events_deduplicated.load(Relaxed),
+        ),
+        ("inlet_pull_runs_total", "Pull runs started.", |c| {
+            c.pull_runs.load(Relaxed)
+        }),
+        ("inlet_pull_failures_total", "Pull runs that failed.", |c| {
+            c.pull_failures.load(Relaxed)
+        }),
+        ("inlet_reloads_total", "Connector versions loaded.", |c| {
+            c.reloads.load(Relaxed)
+        }),
+    ];
+    for (metric, help, get) in counters {
+        let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} counter");
+        for s in &sources {
+            let _ = writeln!(
+                out,
+                "{metric}{{source=\"{s}\"}} {}",
+                get(&host.registry.source(s).counters)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP inlet_store_bytes Bytes the store uses on disk.\n# TYPE inlet_store_bytes gauge\ninlet_store_bytes {}",
+        host.store.size_on_disk()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP inlet_connectors_loaded Connectors loaded.\n# TYPE inlet_connectors_loaded gauge\ninlet_connectors_loaded {}",
+        host.registry.all().len()
+    );
+    reply::text(StatusCode::OK, "text/plain; version=0.0.4", out)
+}

@@ -1,0 +1,187 @@
+//! The `inlet` command line.
+
+use crate::config::HostConfig;
+use crate::runtime::{Runtime, RuntimeOptions, Sandbox};
+use crate::{ServeOptions, Server};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Inlet: a data-ingestion host for sandboxed WebAssembly connectors.
+#[derive(Debug, Parser)]
+#[command(name = "inlet", version, about)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve push and pull for every connector in the plugins directory.
+    Serve {
+        /// `inlet.toml`; without it the defaults apply.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Listen address [default: 127.0.0.1:8080].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Plugins directory [default: ./plugins.d].
+        #[arg(long)]
+        plugins: Option<PathBuf>,
+        /// Data directory [default: ./data].
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Acknowledge without flushing to disk. Benchmarks only: a crash
+        /// loses acknowledged events.
+        #[arg(long)]
+        unsafe_no_fsync: bool,
+        /// Never use the pooling instance allocator.
+        #[arg(long)]
+        no_pooling: bool,
+    },
+    /// Check a connector component: print its descriptor as JSON, or exit
+    /// non-zero with the reason it cannot be loaded.
+    Check {
+        /// The `.wasm` file.
+        file: PathBuf,
+    },
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Serve {
+                config,
+                listen,
+                plugins,
+                data,
+                unsafe_no_fsync,
+                no_pooling,
+            } => {
+                let mut cfg = match &config {
+                    Some(path) => HostConfig::load(path)?,
+                    None => HostConfig::default(),
+                };
+                if let Some(l) = listen {
+                    cfg.listen = l;
+                }
+                if let Some(p) = plugins {
+                    cfg.plugins_dir = p;
+                }
+                if let Some(d) = data {
+                    cfg.data_dir = d;
+                }
+                let options = ServeOptions {
+                    unsafe_no_fsync,
+                    runtime: RuntimeOptions {
+                        pooling: !no_pooling,
+                        ..Default::default()
+                    },
+                };
+                serve(cfg, options).await
+            }
+            Command::Check { file } => check(&file).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: HostConfig, options: ServeOptions) -> anyhow::Result<()> {
+    let server = Server::start(config, options).await?;
+    // Printed on stdout so scripts (and tests) can find the port.
+    println!("listening on http://{}", server.addr());
+    shutdown_signal().await;
+    tracing::info!("Signal received; a second signal exits at once.");
+    tokio::spawn(async {
+        shutdown_signal().await;
+        tracing::warn!("Second signal: exiting without draining.");
+        std::process::exit(130);
+    });
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn check(file: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let bytes = std::fs::read(file).with_context(|| format!("{}: cannot read", file.display()))?;
+    let runtime = Arc::new(Runtime::new(&RuntimeOptions {
+        pooling: false,
+        ..Default::default()
+    })?);
+    let name = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("connector")
+        .to_string();
+    let rt = runtime.clone();
+    let code = tokio::task::spawn_blocking(move || {
+        let component = rt.compile(&bytes)?;
+        rt.link(&component)
+    })
+    .await?
+    .with_context(|| format!("{}: cannot be loaded", file.display()))?;
+    let sandbox = Arc::new(Sandbox::isolated(&name, &HostConfig::default().sandbox));
+    let descriptor = runtime
+        .describe(&code, &sandbox)
+        .await
+        .with_context(|| format!("{}: describe() failed", file.display()))?;
+    println!("{}", serde_json::to_string_pretty(&descriptor)?);
+    Ok(())
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

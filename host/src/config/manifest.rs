@@ -1,0 +1,460 @@
+//! `NAME.toml`: the optional manifest beside `NAME.wasm`.
+
+use super::{ConfigError, duration, parse_toml};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A connector's manifest. Every section is optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Manifest {
+    /// How pushes to `/ingest/NAME` are authenticated and limited.
+    pub push: PushSection,
+    /// When and how the connector is pulled.
+    pub pull: PullSection,
+    /// Per-connector sandbox limits and outbound network grants.
+    pub sandbox: SandboxSection,
+    /// Free-form settings the connector reads with `host.config(key)`.
+    /// Scalars (strings, numbers, booleans) are passed as strings.
+    #[serde(deserialize_with = "config_table")]
+    pub config: BTreeMap<String, String>,
+}
+
+/// `[push]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushSection {
+    /// Who may push, checked by the host before the connector runs.
+    pub auth: AuthConfig,
+    /// Header carrying the idempotency key; when unset the host uses
+    /// `Idempotency-Key`, then `webhook-id`.
+    pub idempotency_header: Option<String>,
+    /// How long idempotency keys and event ids are remembered.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub dedup_window: Duration,
+    /// Per-source token bucket; absent means unlimited.
+    pub rate_limit: Option<RateLimit>,
+    /// Concurrent pushes to this source before 503.
+    pub max_in_flight: Option<u32>,
+}
+
+impl Default for PushSection {
+    fn default() -> Self {
+        PushSection {
+            auth: AuthConfig::default(),
+            idempotency_header: None,
+            // Longer than Stripe's three days of retries.
+            dedup_window: Duration::from_secs(7 * 24 * 3600),
+            rate_limit: None,
+            max_in_flight: None,
+        }
+    }
+}
+
+/// `rate_limit = { per_second = 50, burst = 100 }`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained requests per second.
+    pub per_second: u32,
+    /// Requests allowed at once above the sustained rate.
+    pub burst: u32,
+}
+
+/// The authentication schemes of `[push] auth`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthScheme {
+    /// Anyone who can reach the listener may push.
+    #[default]
+    None,
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+    /// An HMAC-SHA256 of the body in a configurable header.
+    #[serde(rename = "hmac-sha256")]
+    HmacSha256,
+    /// GitHub's `X-Hub-Signature-256: sha256=<hex>`.
+    Github,
+    /// Stripe's `Stripe-Signature: t=..,v1=..` over `"{t}.{body}"`.
+    Stripe,
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
+    StandardWebhooks,
+}
+
+/// Where a secret comes from: one environment variable or file, or several
+/// (every one is accepted, for rotation).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SecretSource {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl SecretSource {
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            SecretSource::One(n) => vec![n.as_str()],
+            SecretSource::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// How `hmac-sha256` signatures are encoded in their header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureEncoding {
+    #[default]
+    Hex,
+    Base64,
+}
+
+/// `auth = { scheme = "...", ... }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub scheme: AuthScheme,
+    /// `bearer`: variable(s) holding the accepted token(s).
+    pub token_env: Option<SecretSource>,
+    /// `bearer`: file(s) holding the accepted token(s).
+    pub token_file: Option<SecretSource>,
+    /// Signature schemes: variable(s) holding the secret(s).
+    pub secret_env: Option<SecretSource>,
+    /// Signature schemes: file(s) holding the secret(s).
+    pub secret_file: Option<SecretSource>,
+    /// `hmac-sha256`: the header carrying the signature.
+    pub header: Option<String>,
+    /// `hmac-sha256`: `hex` (default) or `base64`.
+    pub encoding: Option<SignatureEncoding>,
+    /// `hmac-sha256`: a prefix before the signature, such as `sha256=`.
+    pub prefix: Option<String>,
+    /// `stripe` (default 300s) and `standard-webhooks` (default 5m): how far
+    /// the signed timestamp may be from now.
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub tolerance: Option<Duration>,
+}
+
+/// `[pull]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PullSection {
+    /// Base interval between pulls; defaults to the connector's schedule.
+    #[serde(deserialize_with = "duration::deserialize_opt")]
+    pub every: Option<Duration>,
+    /// A cron expression instead of `every` (seconds field first).
+    pub cron: Option<String>,
+    /// Adaptive polling never goes faster than this.
+    #[serde(deserialize_with = "duration::deserialize_opt")]
+    pub min_interval: Option<Duration>,
+    /// Adaptive polling never goes slower than this.
+    #[serde(deserialize_with = "duration::deserialize_opt")]
+    pub max_interval: Option<Duration>,
+    /// Partitions pulled at once.
+    pub max_parallel: u32,
+    /// Backoff after failures.
+    pub retry: Retry,
+    /// Most batches one run may pull while the connector says `has-more`.
+    pub max_batches_per_run: u32,
+    /// Longest one run may keep pulling while the connector says `has-more`.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub max_run_time: Duration,
+}
+
+impl Default for PullSection {
+    fn default() -> Self {
+        PullSection {
+            every: None,
+            cron: None,
+            min_interval: None,
+            max_interval: None,
+            max_parallel: 4,
+            retry: Retry::default(),
+            max_batches_per_run: 100,
+            max_run_time: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `retry = { initial = "1s", max = "5m" }`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retry {
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub initial: Duration,
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub max: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(300),
+        }
+    }
+}
+
+/// `[sandbox]` in a manifest; unset values come from `inlet.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxSection {
+    /// Hosts (`host` or `host:port`) the connector may call over wasi:http.
+    pub allowed_hosts: Vec<String>,
+    pub memory_mb: Option<u64>,
+    #[serde(deserialize_with = "duration::deserialize_opt")]
+    pub push_deadline: Option<Duration>,
+    #[serde(deserialize_with = "duration::deserialize_opt")]
+    pub pull_deadline: Option<Duration>,
+    pub max_events_per_call: Option<u32>,
+    pub max_bytes_per_call: Option<u64>,
+    /// Headers the host adds to outbound requests; the guest never sees them.
+    pub inject: Vec<Inject>,
+}
+
+/// `[[sandbox.inject]]`: a header built from a secret, added by the host to
+/// every outbound request for `host`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inject {
+    /// `host` or `host:port`, as in `allowed_hosts`.
+    pub host: String,
+    /// Header name, such as `Authorization`.
+    pub header: String,
+    /// Variable holding the secret.
+    pub value_env: Option<String>,
+    /// File holding the secret.
+    pub value_file: Option<PathBuf>,
+    /// Template with `{}` where the secret goes, such as `"Bearer {}"`.
+    #[serde(default = "default_format")]
+    pub format: String,
+}
+
+fn default_format() -> String {
+    "{}".to_string()
+}
+
+fn config_table<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw = BTreeMap::<String, toml::Value>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| {
+            let s = match v {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Datetime(t) => t.to_string(),
+                other => {
+                    return Err(serde::de::Error::custom(format!(
+                        "config.{k}: is a {}; [config] values are strings, numbers or booleans",
+                        other.type_str()
+                    )));
+                }
+            };
+            Ok((k, s))
+        })
+        .collect()
+}
+
+impl Manifest {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and checks manifest text; `path` is only used in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let manifest: Manifest = parse_toml(path, text)?;
+        manifest.validate(path)?;
+        Ok(manifest)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let pull = &self.pull;
+        if pull.every.is_some() && pull.cron.is_some() {
+            return Err(ConfigError::invalid(
+                path,
+                "pull.cron",
+                "set either `every` or `cron`, not both",
+            ));
+        }
+        if pull.every.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError::invalid(
+                path,
+                "pull.every",
+                "use a positive duration",
+            ));
+        }
+        if let (Some(min), Some(max)) = (pull.min_interval, pull.max_interval)
+            && min > max
+        {
+            return Err(ConfigError::invalid(
+                path,
+                "pull.min_interval",
+                "must not be greater than `max_interval`",
+            ));
+        }
+        if pull.max_parallel == 0 {
+            return Err(ConfigError::invalid(
+                path,
+                "pull.max_parallel",
+                "use a number greater than 0",
+            ));
+        }
+        if pull.max_batches_per_run == 0 {
+            return Err(ConfigError::invalid(
+                path,
+                "pull.max_batches_per_run",
+                "use a number greater than 0",
+            ));
+        }
+        if pull.retry.initial.is_zero() || pull.retry.initial > pull.retry.max {
+            return Err(ConfigError::invalid(
+                path,
+                "pull.retry",
+                "`initial` must be positive and not greater than `max`",
+            ));
+        }
+        if let Some(rl) = self.push.rate_limit
+            && (rl.per_second == 0 || rl.burst == 0)
+        {
+            return Err(ConfigError::invalid(
+                path,
+                "push.rate_limit",
+                "`per_second` and `burst` must be greater than 0",
+            ));
+        }
+        if self.push.max_in_flight == Some(0) {
+            return Err(ConfigError::invalid(
+                path,
+                "push.max_in_flight",
+                "use a number greater than 0",
+            ));
+        }
+        if self.push.dedup_window.is_zero() {
+            return Err(ConfigError::invalid(
+                path,
+                "push.dedup_window",
+                "use a positive duration such as \"7d\"",
+            ));
+        }
+        if let Some(mb) = self.sandbox.memory_mb
+            && (mb == 0 || mb > 4096)
+        {
+            return Err(ConfigError::invalid(
+                path,
+                "sandbox.memory_mb",
+                "use a value from 1 to 4096 (MiB)",
+            ));
+        }
+        for host in &self.sandbox.allowed_hosts {
+            if host.is_empty() || host.contains('/') || host.contains("://") {
+                return Err(ConfigError::invalid(
+                    path,
+                    "sandbox.allowed_hosts",
+                    format!("`{host}` is not a host; write `api.example.com` or `127.0.0.1:9000`"),
+                ));
+            }
+        }
+        for (i, inject) in self.sandbox.inject.iter().enumerate() {
+            let key = format!("sandbox.inject[{i}]");
+            if inject.value_env.is_some() == inject.value_file.is_some() {
+                return Err(ConfigError::invalid(
+                    path,
+                    &key,
+                    "set exactly one of `value_env` or `value_file`",
+                ));
+            }
+            if !inject.format.contains("{}") {
+                return Err(ConfigError::invalid(
+                    path,
+                    &format!("{key}.format"),
+                    "the format needs a `{}` where the secret goes",
+                ));
+            }
+            if http::HeaderName::from_bytes(inject.header.as_bytes()).is_err() {
+                return Err(ConfigError::invalid(
+                    path,
+                    &format!("{key}.header"),
+                    format!("`{}` is not a valid header name", inject.header),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Manifest, String> {
+        Manifest::parse(Path::new("plugins.d/x.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn design_example_parses() {
+        let m = parse(
+            r#"
+[push]
+auth = { scheme = "github", secret_env = "GITHUB_WEBHOOK_SECRET" }
+idempotency_header = "X-GitHub-Delivery"
+dedup_window = "7d"
+rate_limit = { per_second = 50, burst = 100 }
+max_in_flight = 64
+
+[pull]
+every = "1m"
+min_interval = "5s"
+max_interval = "10m"
+max_parallel = 4
+retry = { initial = "1s", max = "5m" }
+
+[sandbox]
+allowed_hosts = ["api.github.com", "127.0.0.1:9000"]
+memory_mb = 32
+[[sandbox.inject]]
+host = "api.github.com"
+header = "Authorization"
+value_env = "GITHUB_TOKEN"
+format = "Bearer {}"
+
+[config]
+repo = "octo/hello"
+batch = 1000
+"#,
+        )
+        .unwrap();
+        assert_eq!(m.push.auth.scheme, AuthScheme::Github);
+        assert_eq!(m.pull.every, Some(Duration::from_secs(60)));
+        assert_eq!(m.config["batch"], "1000");
+        assert_eq!(m.sandbox.inject[0].format, "Bearer {}");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = parse("[push]\nidempotency_heder = \"X\"\n").unwrap_err();
+        assert!(
+            err.contains("plugins.d/x.toml") && err.contains("idempotency_heder"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn both_every_and_cron_is_refused() {
+        let err = parse("[pull]\nevery = \"1m\"\ncron = \"0 * * * * *\"\n").unwrap_err();
+        assert!(err.contains("pull.cron"), "{err}");
+    }
+
+    #[test]
+    fn nested_config_values_are_refused() {
+        let err = parse("[config]\nx = [1, 2]\n").unwrap_err();
+        assert!(err.contains("config.x"), "{err}");
+    }
+}

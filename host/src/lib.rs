@@ -1,0 +1,38 @@
+//! # inlet-host
+//!
+//! The Inlet data-ingestion host. Connectors are sandboxed WebAssembly
+//! components (see `wit/connector.wit` and the `inlet-sdk` crate); the host
+//! owns the HTTP listener, the pull scheduler, durable storage,
+//! deduplication, checkpoints, secrets and limits.
+//!
+//! Embedding it takes a [`HostConfig`] and a call to [`Server::start`]:
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use inlet_host::{HostConfig, ServeOptions, Server};
+//!
+//! let mut config = HostConfig::default();
+//! config.listen = "127.0.0.1:0".parse()?;           // any free port
+//! config.plugins_dir = "plugins.d".into();           // NAME.wasm + NAME.toml
+//! config.data_dir = "data".into();                   // sled store + cache
+//! let server = Server::start(config, ServeOptions::default()).await?;
+//! println!("push to http://{}/ingest/NAME", server.addr());
+//! server.shutdown().await;                           // drain, flush, stop
+//! # Ok(()) }
+//! ```
+//!
+//! How a request and a pull flow through the modules is described in
+//! `ARCHITECTURE.md` at the repository root.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+mod host;
+pub mod pull;
+pub mod push;
+pub mod registry;
+pub mod runtime;
+pub mod store;
+
+pub use config::{HostConfig, Manifest};
+pub use host::{Host, ServeOptions, Server};

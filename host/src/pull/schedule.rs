@@ -1,0 +1,234 @@
+//! One loop per pull connector: wait, run, adapt the interval or back off.
+
+use super::{PullError, RunSummary, run_once};
+use crate::host::Host;
+use crate::registry::{Connector, PullStatus};
+use crate::store::now_ms;
+use rand::Rng;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// The pull interval when neither the manifest nor `describe()` gives one.
+pub const DEFAULT_EVERY: Duration = Duration::from_secs(60);
+
+/// Starts and tracks the per-connector loops.
+#[derive(Default)]
+pub struct Scheduler {
+    loops: Mutex<HashMap<String, JoinHandle<()>>>,
+}
+
+/// The timing rules of one connector, from its manifest and descriptor.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Timing {
+    pub every: Duration,
+    pub min: Duration,
+    pub max: Duration,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+}
+
+impl Timing {
+    pub(crate) fn of(connector: &Connector) -> Self {
+        let pull = &connector.manifest.pull;
+        let every = pull
+            .every
+            .or_else(|| {
+                connector
+                    .descriptor
+                    .schedule
+                    .as_deref()
+                    .and_then(|s| crate::config::parse_duration(s).ok())
+            })
+            .unwrap_or(DEFAULT_EVERY)
+            .max(Duration::from_millis(10));
+        // Adaptive polling is opt-in: without bounds the interval is fixed.
+        let min = pull.min_interval.unwrap_or(every).min(every);
+        let max = pull.max_interval.unwrap_or(every).max(every);
+        Timing {
+            every,
+            min,
+            max,
+            retry_initial: pull.retry.initial,
+            retry_max: pull.retry.max,
+        }
+    }
+
+    /// Full-jitter exponential backoff after `failures` consecutive failures.
+    pub(crate) fn backoff(&self, failures: u32) -> Duration {
+        let exp = self
+            .retry_initial
+            .saturating_mul(1u32 << failures.saturating_sub(1).min(20));
+        let cap = exp.min(self.retry_max);
+        let jitter = rand::rng().random_range(0.0..=1.0);
+        cap.mul_f64(jitter).max(Duration::from_millis(10))
+    }
+}
+
+impl Scheduler {
+    /// Starts a loop for every loaded pull connector that has none; loops
+    /// of removed connectors end by themselves.
+    pub fn sync(&self, host: &Arc<Host>) {
+        let mut loops = self.loops.lock().expect("scheduler lock");
+        loops.retain(|_, h| !h.is_finished());
+        for connector in host.registry.all() {
+            if !connector.descriptor.pull || loops.contains_key(&connector.name) {
+                continue;
+            }
+            let name = connector.name.clone();
+            let task = tokio::spawn(run_loop(host.clone(), name.clone()));
+            loops.insert(name, task);
+        }
+    }
+
+    /// Stops every loop (runs in progress are dropped between commits or
+    /// before theirs; a dropped run never moves a checkpoint).
+    pub async fn stop(&self) {
+        let handles: Vec<_> = self.loops.lock().expect("scheduler lock").drain().collect();
+        for (_, h) in handles {
+            h.abort();
+            let _ = h.await;
+        }
+    }
+}
+
+async fn run_loop(host: Arc<Host>, name: String) {
+    let state = host.registry.source(&name);
+    let mut interval: Option<Duration> = None;
+    let mut failures = 0u32;
+    // The first pull comes at once, spread by a little jitter.
+    let mut delay = Duration::from_millis(rand::rng().random_range(0..50));
+    tracing::info!(connector = %name, "Pull schedule started.");
+    loop {
+        {
+            let mut status = state.pull.lock().expect("lock");
+            status.next_pull_ms = Some(now_ms() + delay.as_millis() as u64);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = host.shutdown.cancelled() => break,
+        }
+        let Some(connector) = host.registry.get(&name).filter(|c| c.descriptor.pull) else {
+            break;
+        };
+        let timing = Timing::of(&connector);
+        let current = interval
+            .unwrap_or(timing.every)
+            .clamp(timing.min, timing.max);
+        let result = tokio::select! {
+            r = run_once(&host, &connector) => r,
+            _ = host.shutdown.cancelled() => break,
+        };
+        let now = now_ms();
+        let mut status = state.pull.lock().expect("lock");
+        status.last_pull_ms = Some(now);
+        match result {
+            Ok(summary) => {
+                failures = 0;
+                let next = adapt(current, &summary, &timing);
+                interval = Some(next);
+                delay = if summary.budget_exhausted > 0 {
+                    timing.min.min(Duration::from_millis(100))
+                } else {
+                    next
+                };
+                *status = PullStatus {
+                    state: "ok".into(),
+                    last_pull_ms: Some(now),
+                    next_pull_ms: None,
+                    interval_ms: Some(next.as_millis() as u64),
+                    consecutive_failures: 0,
+                    last_error: None,
+                };
+                state.set_error(None);
+            }
+            Err(err) => {
+                failures += 1;
+                delay = failure_delay(&err, failures, &timing);
+                status.state = if err.is_permanent() {
+                    "failing"
+                } else {
+                    "backoff"
+                }
+                .into();
+                status.consecutive_failures = failures;
+                status.last_error = Some(err.to_string());
+                state.set_error(Some(err.to_string()));
+                tracing::warn!(connector = %name, failures, retry_in_ms = delay.as_millis() as u64, error = %err, "Pull failed; the checkpoint did not move.");
+            }
+        }
+    }
+    tracing::info!(connector = %name, "Pull schedule stopped.");
+}
+
+/// Halve after data, double after an empty run, within the bounds.
+pub(crate) fn adapt(current: Duration, summary: &RunSummary, t: &Timing) -> Duration {
+    if summary.events > 0 {
+        (current / 2).max(t.min)
+    } else {
+        current.saturating_mul(2).min(t.max)
+    }
+}
+
+pub(crate) fn failure_delay(err: &PullError, failures: u32, t: &Timing) -> Duration {
+    if err.is_permanent() {
+        return t.max.max(t.every);
+    }
+    let backoff = t.backoff(failures);
+    match err.retry_after() {
+        Some(wait) => wait.max(backoff),
+        None => backoff,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timing() -> Timing {
+        Timing {
+            every: Duration::from_secs(8),
+            min: Duration::from_secs(2),
+            max: Duration::from_secs(32),
+            retry_initial: Duration::from_secs(1),
+            retry_max: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn adaptive_interval_stays_in_bounds() {
+        let t = timing();
+        let data = RunSummary {
+            events: 5,
+            ..Default::default()
+        };
+        let empty = RunSummary::default();
+        assert_eq!(
+            adapt(Duration::from_secs(8), &data, &t),
+            Duration::from_secs(4)
+        );
+        assert_eq!(
+            adapt(Duration::from_secs(3), &data, &t),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            adapt(Duration::from_secs(8), &empty, &t),
+            Duration::from_secs(16)
+        );
+        assert_eq!(
+            adapt(Duration::from_secs(20), &empty, &t),
+            Duration::from_secs(32)
+        );
+    }
+
+    #[test]
+    fn backoff_is_capped_and_jittered() {
+        let t = timing();
+        for failures in 1..40 {
+            let d = t.backoff(failures);
+            let cap = Duration::from_secs(1 << (failures - 1).min(20)).min(t.retry_max);
+            assert!(d <= cap, "{failures}: {d:?} > {cap:?}");
+        }
+    }
+}

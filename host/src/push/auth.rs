@@ -1,0 +1,393 @@
+//! Push authentication, checked by the host before the connector runs.
+//!
+//! Every comparison is constant-time and length-checked; several secrets
+//! may be configured at once (rotation) and any one of them is accepted.
+//! A failure never says which part failed.
+
+use crate::config::{AuthConfig, AuthScheme, ConfigError, SecretSource, SignatureEncoding};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use hmac::{Hmac, Mac};
+use http::HeaderMap;
+use sha2::Sha256;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use subtle::ConstantTimeEq;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// A resolved authenticator for one source.
+#[derive(Clone)]
+pub enum Verifier {
+    None,
+    Bearer(Vec<Vec<u8>>),
+    Hmac {
+        header: http::HeaderName,
+        encoding: SignatureEncoding,
+        prefix: String,
+        secrets: Vec<Vec<u8>>,
+    },
+    Github(Vec<Vec<u8>>),
+    Stripe {
+        secrets: Vec<Vec<u8>>,
+        tolerance: Duration,
+    },
+    StandardWebhooks {
+        secrets: Vec<Vec<u8>>,
+        tolerance: Duration,
+    },
+}
+
+impl std::fmt::Debug for Verifier {
+    // Never print secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            Verifier::None => "none",
+            Verifier::Bearer(_) => "bearer",
+            Verifier::Hmac { .. } => "hmac-sha256",
+            Verifier::Github(_) => "github",
+            Verifier::Stripe { .. } => "stripe",
+            Verifier::StandardWebhooks { .. } => "standard-webhooks",
+        };
+        write!(f, "Verifier({name})")
+    }
+}
+
+fn read_secrets(
+    path: &Path,
+    key: &str,
+    env: Option<&SecretSource>,
+    file: Option<&SecretSource>,
+) -> Result<Vec<Vec<u8>>, ConfigError> {
+    let mut out = Vec::new();
+    if let Some(env) = env {
+        for var in env.names() {
+            match std::env::var(var) {
+                Ok(v) if !v.is_empty() => out.push(v.into_bytes()),
+                _ => {
+                    return Err(ConfigError::invalid(
+                        path,
+                        &format!("push.auth.{key}_env"),
+                        format!(
+                            "environment variable {var} is not set (or empty); export it before starting inlet, or use `{key}_file`"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(file) = file {
+        for name in file.names() {
+            let text = std::fs::read_to_string(name).map_err(|e| {
+                ConfigError::invalid(
+                    path,
+                    &format!("push.auth.{key}_file"),
+                    format!("cannot read {name}: {e}"),
+                )
+            })?;
+            let text = text.trim_end_matches(['\n', '\r']);
+            if text.is_empty() {
+                return Err(ConfigError::invalid(
+                    path,
+                    &format!("push.auth.{key}_file"),
+                    format!("{name} is empty"),
+                ));
+            }
+            out.push(text.as_bytes().to_vec());
+        }
+    }
+    if out.is_empty() {
+        return Err(ConfigError::invalid(
+            path,
+            "push.auth",
+            format!("this scheme needs `{key}_env` or `{key}_file`"),
+        ));
+    }
+    Ok(out)
+}
+
+impl Verifier {
+    /// Resolves `auth`, reading secrets now so a missing one fails at load.
+    pub fn build(auth: &AuthConfig, path: &Path) -> Result<Self, ConfigError> {
+        let unexpected = |key: &str, set: bool| -> Result<(), ConfigError> {
+            if set {
+                Err(ConfigError::invalid(
+                    path,
+                    &format!("push.auth.{key}"),
+                    format!("is not used by the `{:?}` scheme; remove it", auth.scheme)
+                        .to_lowercase(),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let signature_only =
+            auth.header.is_some() || auth.encoding.is_some() || auth.prefix.is_some();
+        let secrets = || {
+            read_secrets(
+                path,
+                "secret",
+                auth.secret_env.as_ref(),
+                auth.secret_file.as_ref(),
+            )
+        };
+        Ok(match auth.scheme {
+            AuthScheme::None => {
+                unexpected(
+                    "secret_env",
+                    auth.secret_env.is_some() || auth.token_env.is_some(),
+                )?;
+                Verifier::None
+            }
+            AuthScheme::Bearer => {
+                unexpected(
+                    "secret_env",
+                    auth.secret_env.is_some() || auth.secret_file.is_some(),
+                )?;
+                unexpected("header", signature_only)?;
+                Verifier::Bearer(read_secrets(
+                    path,
+                    "token",
+                    auth.token_env.as_ref(),
+                    auth.token_file.as_ref(),
+                )?)
+            }
+            AuthScheme::HmacSha256 => {
+                let header = auth.header.as_deref().ok_or_else(|| {
+                    ConfigError::invalid(
+                        path,
+                        "push.auth.header",
+                        "hmac-sha256 needs `header`, the header that carries the signature",
+                    )
+                })?;
+                Verifier::Hmac {
+                    header: http::HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
+                        ConfigError::invalid(
+                            path,
+                            "push.auth.header",
+                            format!("`{header}` is not a header name"),
+                        )
+                    })?,
+                    encoding: auth.encoding.unwrap_or_default(),
+                    prefix: auth.prefix.clone().unwrap_or_default(),
+                    secrets: secrets()?,
+                }
+            }
+            AuthScheme::Github => {
+                unexpected("header", signature_only)?;
+                Verifier::Github(secrets()?)
+            }
+            AuthScheme::Stripe => {
+                unexpected("header", signature_only)?;
+                Verifier::Stripe {
+                    secrets: secrets()?,
+                    tolerance: auth.tolerance.unwrap_or(Duration::from_secs(300)),
+                }
+            }
+            AuthScheme::StandardWebhooks => {
+                unexpected("header", signature_only)?;
+                let raw = secrets()?;
+                let mut decoded = Vec::new();
+                for s in raw {
+                    let text = String::from_utf8_lossy(&s);
+                    let b64 = text.strip_prefix("whsec_").unwrap_or(&text);
+                    decoded.push(B64.decode(b64.trim()).map_err(|_| {
+                        ConfigError::invalid(
+                            path,
+                            "push.auth.secret_env",
+                            "a Standard Webhooks secret is `whsec_` followed by base64",
+                        )
+                    })?);
+                }
+                Verifier::StandardWebhooks {
+                    secrets: decoded,
+                    tolerance: auth.tolerance.unwrap_or(Duration::from_secs(300)),
+                }
+            }
+        })
+    }
+
+    /// Whether the request is authentic.
+    pub fn verify(&self, headers: &HeaderMap, body: &[u8]) -> bool {
+        self.verify_at(headers, body, SystemTime::now())
+    }
+
+    pub(crate) fn verify_at(&self, headers: &HeaderMap, body: &[u8], now: SystemTime) -> bool {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        match self {
+            Verifier::None => true,
+            Verifier::Bearer(tokens) => {
+                let Some(given) = header("authorization").and_then(|v| {
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                }) else {
+                    return false;
+                };
+                tokens.iter().any(|t| ct_eq(t, given.trim().as_bytes()))
+            }
+            Verifier::Hmac {
+                header: name,
+                encoding,
+                prefix,
+                secrets,
+            } => {
+                let Some(given) = headers.get(name).and_then(|v| v.to_str().ok()) else {
+                    return false;
+                };
+                let Some(sig) = given.trim().strip_prefix(prefix.as_str()) else {
+                    return false;
+                };
+                let Some(sig) = decode(sig, *encoding) else {
+                    return false;
+                };
+                secrets.iter().any(|s| hmac_matches(s, &[body], &sig))
+            }
+            Verifier::Github(secrets) => {
+                let Some(sig) =
+                    header("x-hub-signature-256").and_then(|v| v.strip_prefix("sha256="))
+                else {
+                    return false;
+                };
+                let Some(sig) = decode(sig, SignatureEncoding::Hex) else {
+                    return false;
+                };
+                secrets.iter().any(|s| hmac_matches(s, &[body], &sig))
+            }
+            Verifier::Stripe { secrets, tolerance } => {
+                let Some(value) = header("stripe-signature") else {
+                    return false;
+                };
+                let mut timestamp = None;
+                let mut sigs = Vec::new();
+                for part in value.split(',') {
+                    match part.trim().split_once('=') {
+                        Some(("t", t)) => timestamp = Some(t),
+                        Some(("v1", s)) => sigs.extend(decode(s, SignatureEncoding::Hex)),
+                        _ => {}
+                    }
+                }
+                let Some(t) = timestamp else { return false };
+                if !fresh(t, *tolerance, now) {
+                    return false;
+                }
+                sigs.iter().any(|sig| {
+                    secrets
+                        .iter()
+                        .any(|s| hmac_matches(s, &[t.as_bytes(), b".", body], sig))
+                })
+            }
+            Verifier::StandardWebhooks { secrets, tolerance } => {
+                let (Some(id), Some(ts), Some(sigs)) = (
+                    header("webhook-id"),
+                    header("webhook-timestamp"),
+                    header("webhook-signature"),
+                ) else {
+                    return false;
+                };
+                if !fresh(ts, *tolerance, now) {
+                    return false;
+                }
+                let given: Vec<Vec<u8>> = sigs
+                    .split(' ')
+                    .filter_map(|s| s.strip_prefix("v1,"))
+                    .filter_map(|s| decode(s, SignatureEncoding::Base64))
+                    .collect();
+                given.iter().any(|sig| {
+                    secrets.iter().any(|s| {
+                        hmac_matches(s, &[id.as_bytes(), b".", ts.as_bytes(), b".", body], sig)
+                    })
+                })
+            }
+        }
+    }
+}
+
+fn decode(text: &str, encoding: SignatureEncoding) -> Option<Vec<u8>> {
+    let bytes = match encoding {
+        SignatureEncoding::Hex => hex::decode(text.trim()).ok()?,
+        SignatureEncoding::Base64 => B64.decode(text.trim()).ok()?,
+    };
+    // An empty or truncated signature never matches.
+    (bytes.len() == 32).then_some(bytes)
+}
+
+fn hmac_matches(secret: &[u8], parts: &[&[u8]], expected: &[u8]) -> bool {
+    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes any key length");
+    for p in parts {
+        mac.update(p);
+    }
+    // `verify_slice` is constant-time and checks the length.
+    mac.verify_slice(expected).is_ok()
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// Whether a Unix-seconds timestamp is within `tolerance` of `now`.
+fn fresh(ts: &str, tolerance: Duration, now: SystemTime) -> bool {
+    let Ok(ts) = ts.trim().parse::<u64>() else {
+        return false;
+    };
+    let Ok(now) = now.duration_since(UNIX_EPOCH) else {
+        return false;
+    };
+    now.as_secs().abs_diff(ts) <= tolerance.as_secs()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn github_documentation_vector() {
+        let v = Verifier::Github(vec![b"It's a Secret to Everybody".to_vec()]);
+        let sig = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        assert!(v.verify(&headers(&[("x-hub-signature-256", sig)]), b"Hello, World!"));
+        assert!(!v.verify(&headers(&[("x-hub-signature-256", sig)]), b"Hello, World?"));
+        assert!(!v.verify(
+            &headers(&[("x-hub-signature-256", "sha256=")]),
+            b"Hello, World!"
+        ));
+        assert!(!v.verify(&headers(&[]), b"Hello, World!"));
+    }
+
+    #[test]
+    fn standard_webhooks_truncated_signature_fails() {
+        let v = Verifier::StandardWebhooks {
+            secrets: vec![b"key".to_vec()],
+            tolerance: Duration::from_secs(300),
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            .to_string();
+        let h = headers(&[
+            ("webhook-id", "msg_1"),
+            ("webhook-timestamp", &now),
+            ("webhook-signature", "v1,"),
+        ]);
+        assert!(!v.verify(&h, b"{}"));
+    }
+
+    #[test]
+    fn bearer_compares_whole_token() {
+        let v = Verifier::Bearer(vec![b"secret-token".to_vec(), b"rotated".to_vec()]);
+        assert!(v.verify(&headers(&[("authorization", "Bearer secret-token")]), b""));
+        assert!(v.verify(&headers(&[("authorization", "Bearer rotated")]), b""));
+        assert!(!v.verify(&headers(&[("authorization", "Bearer secret")]), b""));
+        assert!(!v.verify(&headers(&[("authorization", "secret-token")]), b""));
+    }
+}

@@ -1,0 +1,317 @@
+//! The push path: `ANY /ingest/{source}[/{rest}]`.
+//!
+//! In order: find the connector (404/405), take a global and a per-source
+//! in-flight slot (503), take a rate-limit token (429), read the body within
+//! its limit (413), authenticate (401), answer a known idempotency key with
+//! its original answer (200) or refuse one in flight (409), call `on-push`
+//! in a fresh sandbox, commit events + dedup marks + idempotency mark in one
+//! durable write, and only then answer 202.
+
+mod auth;
+mod policy;
+
+pub use auth::Verifier;
+pub use policy::PushPolicy;
+
+use crate::api::reply::{self, Body, Resp};
+use crate::host::Host;
+use crate::registry::Counters;
+use crate::runtime::{CallError, ConnectorError, PushRequest};
+use crate::store::{Commit, CommitOutcome, Mode, PushRecord, StoredReply, now_ms};
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a sender may take to deliver a body.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Handles one push request for `source`; `rest` is the path after it.
+pub async fn handle(
+    host: &Arc<Host>,
+    source: &str,
+    rest: &str,
+    req: http::Request<Incoming>,
+) -> Resp {
+    let Some(connector) = host.registry.get(source) else {
+        return reply::error(
+            StatusCode::NOT_FOUND,
+            "unknown_source",
+            &format!("no connector is loaded for source `{source}`"),
+        );
+    };
+    let state = host.registry.source(source);
+    let rejected = |r: Resp| {
+        Counters::add(&state.counters.push_rejected, 1);
+        r
+    };
+    if !connector.descriptor.push {
+        return rejected(reply::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "push_disabled",
+            &format!("connector `{source}` does not accept push requests"),
+        ));
+    }
+    let Ok(_global) = host.push_slots.clone().try_acquire_owned() else {
+        return rejected(reply::overloaded(
+            "the host has too many push requests in flight",
+        ));
+    };
+    let Some(_local) = connector.push.try_slot() else {
+        return rejected(reply::overloaded(&format!(
+            "source `{source}` has too many push requests in flight"
+        )));
+    };
+    if let Err(wait) = connector.push.check_rate() {
+        return rejected(reply::rate_limited(wait));
+    }
+
+    let (parts, body) = req.into_parts();
+    let max = host.config.limits.max_body_bytes;
+    if let Some(len) = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > max
+    {
+        return rejected(too_large(max));
+    }
+    let body = match tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        http_body_util::Limited::new(body, max as usize).collect(),
+    )
+    .await
+    {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => {
+            return rejected(too_large(max));
+        }
+        Ok(Err(err)) => {
+            return rejected(reply::error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                &format!("could not read the request body: {err}"),
+            ));
+        }
+        Err(_) => {
+            return rejected(reply::error(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the request body did not arrive in time",
+            ));
+        }
+    };
+
+    if !connector.push.verifier.verify(&parts.headers, &body) {
+        return rejected(reply::error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the request could not be authenticated",
+        ));
+    }
+
+    let key = connector.push.idempotency_key(&parts.headers);
+    let _claim = match &key {
+        Some(key) => {
+            match host.store.idempotency(source, key) {
+                Ok(Some(record)) => {
+                    Counters::add(&state.counters.push_duplicate, 1);
+                    return duplicate(&record);
+                }
+                Ok(None) => {}
+                Err(err) => return reply::store_failed(&err),
+            }
+            match state.claim_key(key) {
+                Some(claim) => Some(claim),
+                None => {
+                    return rejected(reply::error(
+                        StatusCode::CONFLICT,
+                        "in_flight",
+                        "a request with the same idempotency key is being processed; retry later",
+                    ));
+                }
+            }
+        }
+        None => None,
+    };
+
+    let request = PushRequest {
+        method: parts.method.to_string(),
+        path: rest.to_string(),
+        query: parts.uri.query().unwrap_or("").to_string(),
+        headers: header_pairs(&parts.headers),
+        body: body.to_vec(),
+    };
+    let received_ms = now_ms();
+    let result = match host
+        .registry
+        .runtime()
+        .on_push(&connector.code, &connector.sandbox, request)
+        .await
+    {
+        Ok(r) => r,
+        Err(err) => {
+            return call_failed(source, &state, err);
+        }
+    };
+    let events = result
+        .events
+        .iter()
+        .map(|e| e.prepare(source, Mode::Push, &connector.label, None, received_ms))
+        .collect();
+    let stored_reply = result.reply.map(|r| StoredReply {
+        status: r.status,
+        headers: r.headers,
+        body: r.body,
+    });
+    let commit = Commit {
+        source: source.to_string(),
+        events,
+        dedup_window: connector.push.dedup_window,
+        idempotency: key.map(|k| {
+            (
+                k,
+                PushRecord {
+                    reply: stored_reply.clone(),
+                    ..Default::default()
+                },
+            )
+        }),
+        checkpoint: None,
+    };
+    match host.store.commit(commit).await {
+        Ok(CommitOutcome::Stored { record, dropped }) => {
+            Counters::add(&state.counters.push_accepted, 1);
+            Counters::add(&state.counters.events_push, record.events as u64);
+            Counters::add(&state.counters.events_deduplicated, dropped as u64);
+            match stored_reply {
+                Some(r) => connector_reply(&r, false),
+                None => reply::json(
+                    StatusCode::ACCEPTED,
+                    &serde_json::json!({
+                        "status": "accepted",
+                        "events": record.events,
+                        "first_offset": record.first_offset,
+                        "last_offset": record.last_offset,
+                        "duplicate_events": dropped,
+                    }),
+                ),
+            }
+        }
+        Ok(CommitOutcome::Duplicate(record)) => {
+            Counters::add(&state.counters.push_duplicate, 1);
+            duplicate(&record)
+        }
+        Err(err) => reply::store_failed(&err),
+    }
+}
+
+fn too_large(max: u64) -> Resp {
+    reply::error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        &format!("the request body is larger than the limit of {max} bytes"),
+    )
+}
+
+/// The original answer to a repeated idempotency key.
+fn duplicate(record: &PushRecord) -> Resp {
+    if let Some(r) = &record.reply {
+        return connector_reply(r, true);
+    }
+    let mut resp = reply::json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "status": "duplicate",
+            "events": record.events,
+            "first_offset": record.first_offset,
+            "last_offset": record.last_offset,
+        }),
+    );
+    resp.headers_mut().insert(
+        "idempotent-replayed",
+        http::HeaderValue::from_static("true"),
+    );
+    resp
+}
+
+fn connector_reply(r: &StoredReply, replayed: bool) -> Resp {
+    let mut builder =
+        http::Response::builder().status(StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK));
+    for (k, v) in &r.headers {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_str(v),
+        ) {
+            builder = builder.header(k, v);
+        }
+    }
+    if replayed {
+        builder = builder.header("idempotent-replayed", "true");
+    }
+    builder
+        .body(Body::from(Bytes::from(r.body.clone())))
+        .unwrap_or_else(|_| {
+            reply::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "bad_reply",
+                "the connector's reply is not valid HTTP",
+            )
+        })
+}
+
+fn call_failed(source: &str, state: &crate::registry::SourceState, err: CallError) -> Resp {
+    let counters = &state.counters;
+    match err {
+        CallError::Connector(e) => {
+            Counters::add(&counters.push_rejected, 1);
+            let (status, code, message) = match &e {
+                ConnectorError::Invalid(m) => (StatusCode::BAD_REQUEST, "invalid", m.clone()),
+                ConnectorError::Unauthorized(m) => {
+                    (StatusCode::UNAUTHORIZED, "unauthorized", m.clone())
+                }
+                ConnectorError::Unavailable(m) => {
+                    let mut r = reply::error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m);
+                    r.headers_mut().insert(
+                        http::header::RETRY_AFTER,
+                        http::HeaderValue::from_static("1"),
+                    );
+                    return r;
+                }
+                ConnectorError::RateLimited(s) => {
+                    return reply::rate_limited(Duration::from_secs(s.unwrap_or(1).into()));
+                }
+                ConnectorError::Other(m) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "connector_error",
+                    m.clone(),
+                ),
+            };
+            reply::error(status, code, &message)
+        }
+        CallError::Overloaded => {
+            Counters::add(&counters.push_rejected, 1);
+            reply::overloaded("no connector instance slot is free")
+        }
+        other => {
+            Counters::add(&counters.push_failed, 1);
+            tracing::warn!(connector = %source, class = other.class(), error = %other, "Push call failed.");
+            state.set_error(Some(format!("on-push {other}")));
+            reply::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "connector_failed",
+                &format!("the connector failed ({}): {other}", other.class()),
+            )
+        }
+    }
+}
+
+fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect()
+}

@@ -1,0 +1,90 @@
+//! A source's push policy, built from its manifest when it loads.
+
+use super::Verifier;
+use crate::config::{ConfigError, Manifest};
+use governor::clock::{Clock, DefaultClock};
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use http::HeaderMap;
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Authentication, idempotency, rate limit and concurrency of one source.
+pub struct PushPolicy {
+    pub verifier: Verifier,
+    pub idempotency_header: Option<http::HeaderName>,
+    pub dedup_window: Duration,
+    limiter: Option<RateLimiter<NotKeyed, InMemoryState, DefaultClock>>,
+    slots: Option<Arc<Semaphore>>,
+}
+
+impl PushPolicy {
+    pub fn build(manifest: &Manifest, path: &Path) -> Result<Self, ConfigError> {
+        let push = &manifest.push;
+        let idempotency_header = push
+            .idempotency_header
+            .as_deref()
+            .map(|h| {
+                http::HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
+                    ConfigError::invalid(
+                        path,
+                        "push.idempotency_header",
+                        format!("`{h}` is not a header name"),
+                    )
+                })
+            })
+            .transpose()?;
+        let limiter = push.rate_limit.map(|rl| {
+            let per_second = NonZeroU32::new(rl.per_second).expect("validated");
+            let burst = NonZeroU32::new(rl.burst).expect("validated");
+            RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst))
+        });
+        Ok(PushPolicy {
+            verifier: Verifier::build(&push.auth, path)?,
+            idempotency_header,
+            dedup_window: push.dedup_window,
+            limiter,
+            slots: push
+                .max_in_flight
+                .map(|n| Arc::new(Semaphore::new(n as usize))),
+        })
+    }
+
+    /// The request's idempotency key: the configured header, else
+    /// `Idempotency-Key`, else `webhook-id`.
+    pub fn idempotency_key(&self, headers: &HeaderMap) -> Option<String> {
+        let get = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
+        match &self.idempotency_header {
+            Some(h) => get(h.as_str()),
+            None => get("idempotency-key").or_else(|| get("webhook-id")),
+        }
+    }
+
+    /// Takes a token, or says how long until one is free.
+    pub fn check_rate(&self) -> Result<(), Duration> {
+        match &self.limiter {
+            None => Ok(()),
+            Some(l) => l
+                .check()
+                .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now())),
+        }
+    }
+
+    /// Takes a per-source in-flight slot (always succeeds when unlimited).
+    pub fn try_slot(&self) -> Option<Option<OwnedSemaphorePermit>> {
+        match &self.slots {
+            None => Some(None),
+            Some(s) => s.clone().try_acquire_owned().ok().map(Some),
+        }
+    }
+}

@@ -1,0 +1,500 @@
+//! The wasmtime side: one engine, one linker, a pre-instantiated component
+//! per connector, and a fresh sandboxed store for every call.
+//!
+//! A call instantiates the connector's [`PluginPre`] into a new [`Store`]
+//! whose data is a [`HostState`], with a memory limit, an epoch deadline
+//! (the guest yields every tick and traps past its deadline) and the same
+//! deadline as a timeout around the whole call, so host calls the guest
+//! waits on (outbound HTTP) are covered too. A trap, an overrun or an
+//! exhausted memory fails that call only.
+
+mod bindings;
+mod sandbox;
+mod state;
+
+pub use sandbox::Sandbox;
+pub use state::HostState;
+
+use crate::store::NewEvent;
+use bindings::{Plugin, PluginPre, types};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+
+/// How often the epoch ticks; guests yield to the scheduler at this pace.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Engine-wide settings.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Try the pooling allocator (falls back to on-demand if the machine
+    /// cannot reserve the address space).
+    pub pooling: bool,
+    /// Instances that may exist at once with the pooling allocator.
+    pub max_instances: u32,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            pooling: true,
+            max_instances: 1100,
+        }
+    }
+}
+
+/// The wasmtime engine and linker shared by every connector.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    pooling: bool,
+    ticker: Arc<AtomicBool>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What a connector says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Descriptor {
+    pub name: String,
+    pub version: String,
+    pub push: bool,
+    pub pull: bool,
+    pub schedule: Option<String>,
+    pub description: String,
+}
+
+/// An error the connector returned (the WIT `error` variant).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectorError {
+    #[error("invalid: {0}")]
+    Invalid(String),
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error("rate limited{}", .0.map(|s| format!(" (retry after {s}s)")).unwrap_or_default())]
+    RateLimited(Option<u32>),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Why a call into a connector failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// The connector returned an error.
+    #[error(transparent)]
+    Connector(#[from] ConnectorError),
+    /// The guest trapped (a panic, `unreachable`, a host bug).
+    #[error("trapped: {0}")]
+    Trap(String),
+    /// The call ran past its deadline (wasm or host calls).
+    #[error("ran past its deadline of {0:?}")]
+    Deadline(Duration),
+    /// The guest tried to grow its memory past the limit.
+    #[error("exceeded its memory limit of {0} MiB")]
+    Memory(usize),
+    /// The guest returned more than a call may.
+    #[error("returned too much: {0}")]
+    Limit(String),
+    /// No instance slot was free.
+    #[error("no instance slot is free; the host is overloaded")]
+    Overloaded,
+}
+
+impl CallError {
+    /// A short class name for metrics and error bodies.
+    pub fn class(&self) -> &'static str {
+        match self {
+            CallError::Connector(_) => "connector_error",
+            CallError::Trap(_) => "trap",
+            CallError::Deadline(_) => "deadline",
+            CallError::Memory(_) => "memory",
+            CallError::Limit(_) => "limit",
+            CallError::Overloaded => "overloaded",
+        }
+    }
+}
+
+/// A request handed to `on-push`.
+#[derive(Debug, Clone, Default)]
+pub struct PushRequest {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// The connector's reply to a push, replacing the default body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// What `on-push` returned.
+#[derive(Debug, Clone, Default)]
+pub struct PushResult {
+    pub events: Vec<NewEvent>,
+    pub reply: Option<Reply>,
+}
+
+/// What `pull` returned.
+#[derive(Debug, Clone, Default)]
+pub struct PullResult {
+    pub events: Vec<NewEvent>,
+    pub checkpoint: Option<String>,
+    pub has_more: bool,
+}
+
+/// A compiled, linked connector component, ready to instantiate.
+#[derive(Clone)]
+pub struct Code {
+    pre: PluginPre<HostState>,
+}
+
+impl Runtime {
+    /// Builds the engine (pooling allocator if possible) and the linker
+    /// with WASI, wasi:http and the `host` interface.
+    pub fn new(options: &RuntimeOptions) -> anyhow::Result<Self> {
+        let (engine, pooling) = if options.pooling {
+            match Engine::new(&Self::config(Some(options.max_instances))) {
+                Ok(engine) => (engine, true),
+                Err(err) => {
+                    tracing::warn!(error = %err, "Pooling allocator unavailable; using on-demand instance allocation.");
+                    (Engine::new(&Self::config(None))?, false)
+                }
+            }
+        } else {
+            (Engine::new(&Self::config(None))?, false)
+        };
+        if pooling {
+            tracing::info!(
+                max_instances = options.max_instances,
+                "Using the pooling instance allocator."
+            );
+        }
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+
+        let ticker = Arc::new(AtomicBool::new(false));
+        let stop = ticker.clone();
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("inlet-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })?;
+        Ok(Runtime {
+            engine,
+            linker,
+            pooling,
+            ticker,
+        })
+    }
+
+    fn config(pool: Option<u32>) -> Config {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        if let Some(n) = pool {
+            let mut p = PoolingAllocationConfig::default();
+            p.total_component_instances(n)
+                .total_core_instances(n * 4)
+                .total_memories(n * 2)
+                .total_tables(n * 2)
+                .total_stacks(n)
+                .max_memory_size(4 << 30);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(p));
+        }
+        config
+    }
+
+    /// The engine, for compiling components.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Whether the pooling allocator is in use.
+    pub fn pooling(&self) -> bool {
+        self.pooling
+    }
+
+    /// Compiles component bytes (CPU-heavy: call from a blocking thread).
+    pub fn compile(&self, bytes: &[u8]) -> anyhow::Result<Component> {
+        match WasmKind::of(bytes) {
+            WasmKind::Component => {}
+            WasmKind::CoreModule => anyhow::bail!(
+                "this is a core WebAssembly module, not a component; build the connector for wasm32-wasip2 (see sdk/README.md)"
+            ),
+            WasmKind::NotWasm => anyhow::bail!(
+                "not a WebAssembly component (the file does not start with the wasm magic bytes)"
+            ),
+        }
+        Ok(Component::new(&self.engine, bytes)?)
+    }
+
+    /// Links a compiled component against the host: fails when it imports
+    /// something the host does not provide or does not export our world.
+    pub fn link(&self, component: &Component) -> anyhow::Result<Code> {
+        let pre = self.linker.instantiate_pre(component).map_err(|e| {
+            anyhow::anyhow!("the component needs imports the host does not provide: {e}")
+        })?;
+        let pre = PluginPre::new(pre).map_err(|e| {
+            anyhow::anyhow!(
+                "the component does not export the `inlet:connector/connector@0.1.0` interface: {e}"
+            )
+        })?;
+        Ok(Code { pre })
+    }
+
+    async fn instantiate(
+        &self,
+        code: &Code,
+        sandbox: &Arc<Sandbox>,
+        deadline: Duration,
+    ) -> Result<(Store<HostState>, Plugin), CallError> {
+        let mut store = Store::new(&self.engine, HostState::new(sandbox.clone()));
+        store.limiter(|s| &mut s.limits);
+        let started = Instant::now();
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if started.elapsed() > deadline {
+                Ok(wasmtime::UpdateDeadline::Interrupt)
+            } else {
+                Ok(wasmtime::UpdateDeadline::Yield(1))
+            }
+        });
+        let plugin = code
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| classify(e, &store, sandbox, deadline))?;
+        Ok((store, plugin))
+    }
+
+    /// Instantiates and calls `describe`.
+    pub async fn describe(
+        &self,
+        code: &Code,
+        sandbox: &Arc<Sandbox>,
+    ) -> Result<Descriptor, CallError> {
+        let deadline = sandbox.push_deadline.max(Duration::from_secs(5));
+        self.with_deadline(deadline, async {
+            let (mut store, plugin) = self.instantiate(code, sandbox, deadline).await?;
+            let d = plugin
+                .inlet_connector_connector()
+                .call_describe(&mut store)
+                .await
+                .map_err(|e| classify(e, &store, sandbox, deadline))?;
+            Ok(Descriptor {
+                name: d.name,
+                version: d.version,
+                push: d.modes.contains(types::Modes::PUSH),
+                pull: d.modes.contains(types::Modes::PULL),
+                schedule: d.schedule,
+                description: d.description,
+            })
+        })
+        .await
+    }
+
+    /// Instantiates and calls `partitions`.
+    pub async fn partitions(
+        &self,
+        code: &Code,
+        sandbox: &Arc<Sandbox>,
+    ) -> Result<Vec<String>, CallError> {
+        let deadline = sandbox.pull_deadline;
+        self.with_deadline(deadline, async {
+            let (mut store, plugin) = self.instantiate(code, sandbox, deadline).await?;
+            let r = plugin
+                .inlet_connector_connector()
+                .call_partitions(&mut store)
+                .await
+                .map_err(|e| classify(e, &store, sandbox, deadline))?;
+            r.map_err(|e| CallError::Connector(e.into()))
+        })
+        .await
+    }
+
+    /// Instantiates and calls `on-push`.
+    pub async fn on_push(
+        &self,
+        code: &Code,
+        sandbox: &Arc<Sandbox>,
+        req: PushRequest,
+    ) -> Result<PushResult, CallError> {
+        let deadline = sandbox.push_deadline;
+        self.with_deadline(deadline, async {
+            let (mut store, plugin) = self.instantiate(code, sandbox, deadline).await?;
+            let req = types::HttpRequest {
+                method: req.method,
+                path: req.path,
+                query: req.query,
+                headers: req.headers,
+                body: req.body,
+            };
+            let r = plugin
+                .inlet_connector_connector()
+                .call_on_push(&mut store, &req)
+                .await
+                .map_err(|e| classify(e, &store, sandbox, deadline))?;
+            let out = r.map_err(|e| CallError::Connector(e.into()))?;
+            let events = convert_events(out.events, sandbox)?;
+            Ok(PushResult {
+                events,
+                reply: out.reply.map(|r| Reply {
+                    status: r.status,
+                    headers: r.headers,
+                    body: r.body,
+                }),
+            })
+        })
+        .await
+    }
+
+    /// Instantiates and calls `pull`.
+    pub async fn pull(
+        &self,
+        code: &Code,
+        sandbox: &Arc<Sandbox>,
+        since: Option<String>,
+        partition: Option<String>,
+    ) -> Result<PullResult, CallError> {
+        let deadline = sandbox.pull_deadline;
+        self.with_deadline(deadline, async {
+            let (mut store, plugin) = self.instantiate(code, sandbox, deadline).await?;
+            let r = plugin
+                .inlet_connector_connector()
+                .call_pull(&mut store, since.as_deref(), partition.as_deref())
+                .await
+                .map_err(|e| classify(e, &store, sandbox, deadline))?;
+            let out = r.map_err(|e| CallError::Connector(e.into()))?;
+            Ok(PullResult {
+                events: convert_events(out.events, sandbox)?,
+                checkpoint: out.checkpoint,
+                has_more: out.has_more,
+            })
+        })
+        .await
+    }
+
+    async fn with_deadline<T>(
+        &self,
+        deadline: Duration,
+        call: impl Future<Output = Result<T, CallError>>,
+    ) -> Result<T, CallError> {
+        // A small grace lets the epoch trap fire first when the guest is
+        // computing; the timeout catches a guest blocked in a host call.
+        match tokio::time::timeout(deadline + EPOCH_TICK * 5, call).await {
+            Ok(r) => r,
+            Err(_) => Err(CallError::Deadline(deadline)),
+        }
+    }
+}
+
+/// What a file's header says it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WasmKind {
+    Component,
+    CoreModule,
+    NotWasm,
+}
+
+impl WasmKind {
+    /// Reads the 8-byte header: `\0asm`, then the version and layer.
+    pub fn of(bytes: &[u8]) -> Self {
+        match bytes.get(..8) {
+            Some([0, b'a', b's', b'm', _, _, 1, 0]) => WasmKind::Component,
+            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => WasmKind::CoreModule,
+            _ => WasmKind::NotWasm,
+        }
+    }
+}
+
+fn convert_events(
+    events: Vec<types::Event>,
+    sandbox: &Sandbox,
+) -> Result<Vec<NewEvent>, CallError> {
+    if events.len() > sandbox.max_events_per_call as usize {
+        return Err(CallError::Limit(format!(
+            "{} events in one call; the limit is {}",
+            events.len(),
+            sandbox.max_events_per_call
+        )));
+    }
+    let bytes: u64 = events.iter().map(|e| e.payload.len() as u64).sum();
+    if bytes > sandbox.max_bytes_per_call {
+        return Err(CallError::Limit(format!(
+            "{bytes} payload bytes in one call; the limit is {}",
+            sandbox.max_bytes_per_call
+        )));
+    }
+    Ok(events
+        .into_iter()
+        .map(|e| NewEvent {
+            id: e.id,
+            key: e.key,
+            time_ms: e.time_ms,
+            payload: e.payload,
+            content_type: e.content_type,
+            attributes: e.attributes,
+        })
+        .collect())
+}
+
+fn classify(
+    err: wasmtime::Error,
+    store: &Store<HostState>,
+    sandbox: &Sandbox,
+    deadline: Duration,
+) -> CallError {
+    if store.data().limits.exhausted.load(Ordering::Relaxed) {
+        return CallError::Memory(sandbox.memory_bytes >> 20);
+    }
+    if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
+        return match trap {
+            wasmtime::Trap::Interrupt => CallError::Deadline(deadline),
+            other => CallError::Trap(other.to_string()),
+        };
+    }
+    if err
+        .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+    {
+        return CallError::Overloaded;
+    }
+    // Keep the first line: guest internals stay in the host log.
+    let text = format!("{err}");
+    tracing::debug!(connector = %sandbox.name, error = ?err, "Call failed.");
+    CallError::Trap(text.lines().next().unwrap_or("unknown error").to_string())
+}
+
+impl From<types::Error> for ConnectorError {
+    fn from(e: types::Error) -> Self {
+        match e {
+            types::Error::Invalid(m) => ConnectorError::Invalid(m),
+            types::Error::Unauthorized(m) => ConnectorError::Unauthorized(m),
+            types::Error::Unavailable(m) => ConnectorError::Unavailable(m),
+            types::Error::RateLimited(s) => ConnectorError::RateLimited(s),
+            types::Error::Other(m) => ConnectorError::Other(m),
+        }
+    }
+}

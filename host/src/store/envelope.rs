@@ -1,0 +1,184 @@
+//! The NDJSON envelope of DESIGN §5, rendered once when an event is
+//! accepted so that reads stream stored bytes without re-encoding.
+
+use super::PreparedEvent;
+use base64::Engine as _;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
+
+/// How an event reached the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Push,
+    Pull,
+}
+
+/// An event as a connector produced it.
+#[derive(Debug, Clone, Default)]
+pub struct NewEvent {
+    pub id: Option<String>,
+    pub key: Option<String>,
+    pub time_ms: Option<u64>,
+    pub payload: Vec<u8>,
+    pub content_type: Option<String>,
+    pub attributes: Vec<(String, String)>,
+}
+
+#[derive(Serialize)]
+struct Tail<'a> {
+    source: &'a str,
+    mode: Mode,
+    id: Option<&'a str>,
+    key: Option<&'a str>,
+    time_ms: Option<u64>,
+    received_ms: u64,
+    connector: &'a str,
+    partition: Option<&'a str>,
+    content_type: &'a str,
+    attributes: BTreeMap<&'a str, &'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_base64: Option<String>,
+}
+
+/// Whether a MIME type is JSON (`application/json`, `application/*+json`).
+pub(crate) fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+impl NewEvent {
+    /// Renders everything of the envelope but the offset.
+    pub fn prepare(
+        &self,
+        source: &str,
+        mode: Mode,
+        connector: &str,
+        partition: Option<&str>,
+        received_ms: u64,
+    ) -> PreparedEvent {
+        let content_type = self.content_type.as_deref().unwrap_or("application/json");
+        let mut compact = None;
+        let raw = if is_json(content_type) {
+            match serde_json::from_slice::<&RawValue>(&self.payload) {
+                // NDJSON needs one line: re-encode JSON written over several.
+                Ok(raw) if raw.get().contains(['\n', '\r']) => {
+                    let value: serde_json::Value =
+                        serde_json::from_str(raw.get()).expect("valid JSON re-parses");
+                    compact = Some(
+                        RawValue::from_string(value.to_string()).expect("serialized JSON is valid"),
+                    );
+                    compact.as_deref()
+                }
+                Ok(raw) => Some(raw),
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
+        let tail = Tail {
+            source,
+            mode,
+            id: self.id.as_deref(),
+            key: self.key.as_deref(),
+            time_ms: self.time_ms,
+            received_ms,
+            connector,
+            partition,
+            content_type,
+            attributes: self
+                .attributes
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
+            payload: raw,
+            payload_base64: raw
+                .is_none()
+                .then(|| base64::engine::general_purpose::STANDARD.encode(&self.payload)),
+        };
+        let tail = serde_json::to_vec(&tail).expect("envelope serializes");
+        drop(compact);
+        PreparedEvent {
+            id: self.id.clone(),
+            tail,
+        }
+    }
+}
+
+/// The full NDJSON line for an event stored at `offset`.
+pub(crate) fn line(offset: u64, tail: &[u8]) -> Vec<u8> {
+    debug_assert!(tail.first() == Some(&b'{'));
+    let mut out = Vec::with_capacity(tail.len() + 24);
+    out.extend_from_slice(b"{\"offset\":");
+    out.extend_from_slice(offset.to_string().as_bytes());
+    out.push(b',');
+    out.extend_from_slice(&tail[1..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(ev: NewEvent) -> serde_json::Value {
+        let p = ev.prepare("github", Mode::Push, "github@1.0.0+sha256:ab", None, 7);
+        serde_json::from_slice(&line(42, &p.tail)).unwrap()
+    }
+
+    #[test]
+    fn json_payload_is_embedded() {
+        let v = render(NewEvent {
+            id: Some("d1".into()),
+            payload: b"{\n  \"a\": 1\n}".to_vec(),
+            attributes: vec![("event".into(), "push".into())],
+            ..Default::default()
+        });
+        assert_eq!(v["offset"], 42);
+        assert_eq!(v["payload"]["a"], 1);
+        assert_eq!(v["attributes"]["event"], "push");
+        assert_eq!(v["content_type"], "application/json");
+        assert!(v.get("payload_base64").is_none());
+    }
+
+    #[test]
+    fn rendered_line_has_no_newline() {
+        let p = NewEvent {
+            payload: b"[1,\n2]".to_vec(),
+            ..Default::default()
+        }
+        .prepare("s", Mode::Pull, "c", Some("p1"), 1);
+        assert!(!line(1, &p.tail).contains(&b'\n'));
+    }
+
+    #[test]
+    fn other_payloads_are_base64() {
+        let v = render(NewEvent {
+            payload: b"not json".to_vec(),
+            ..Default::default()
+        });
+        assert_eq!(v["payload_base64"], "bm90IGpzb24=");
+        assert!(v.get("payload").is_none());
+        let v = render(NewEvent {
+            payload: b"{}".to_vec(),
+            content_type: Some("text/plain".into()),
+            ..Default::default()
+        });
+        assert_eq!(v["payload_base64"], "e30=");
+    }
+
+    #[test]
+    fn json_content_types() {
+        assert!(is_json("application/json; charset=utf-8"));
+        assert!(is_json("application/cloudevents+json"));
+        assert!(!is_json("text/json-ish"));
+    }
+}

@@ -1,0 +1,163 @@
+//! Durable storage: per-source journals, dedup marks and checkpoints behind
+//! one trait, so a distributed implementation can replace the embedded one.
+//!
+//! Every write is a [`Commit`]: the events of one push request or one pull
+//! batch, their dedup marks, the request's idempotency mark and the new
+//! checkpoint, applied atomically and flushed to disk before the call
+//! returns. Nothing is acknowledged before that.
+
+mod envelope;
+mod sled_store;
+
+pub use envelope::{Mode, NewEvent};
+pub use sled_store::SledStore;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// An event ready for the journal: its dedup id and its envelope, rendered
+/// off the writer's path, with the offset still to be assigned.
+#[derive(Debug, Clone)]
+pub struct PreparedEvent {
+    pub(crate) id: Option<String>,
+    pub(crate) tail: Vec<u8>,
+}
+
+/// One atomic write.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    /// The source (connector file stem) the events belong to.
+    pub source: String,
+    pub events: Vec<PreparedEvent>,
+    /// How long the event ids and the idempotency key are remembered.
+    pub dedup_window: Duration,
+    /// The push request's idempotency key and the answer it got.
+    pub idempotency: Option<(String, PushRecord)>,
+    /// The checkpoint to store with these events (pull batches).
+    pub checkpoint: Option<(Option<String>, String)>,
+}
+
+/// What a push request was answered, remembered with its idempotency key so
+/// that a retry gets the original answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushRecord {
+    /// Events stored by the original request (after dedup).
+    pub events: u32,
+    pub first_offset: Option<u64>,
+    pub last_offset: Option<u64>,
+    /// The connector's own reply, if it gave one.
+    pub reply: Option<StoredReply>,
+}
+
+/// A connector-provided HTTP reply, as remembered for retries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// The result of a [`Commit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// The commit is on disk. `record` has the offsets actually assigned;
+    /// `dropped` counts events whose id was already stored.
+    Stored { record: PushRecord, dropped: u32 },
+    /// The idempotency key was seen within its window; nothing was written.
+    Duplicate(PushRecord),
+}
+
+/// A stored checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "version")]
+pub enum Checkpoint {
+    #[serde(rename = "1")]
+    V1 {
+        /// The connector's cursor, opaque to the host.
+        value: String,
+        /// When it was written, in ms since the epoch.
+        updated_ms: u64,
+    },
+}
+
+impl Checkpoint {
+    pub fn value(&self) -> &str {
+        match self {
+            Checkpoint::V1 { value, .. } => value,
+        }
+    }
+
+    pub fn updated_ms(&self) -> u64 {
+        match self {
+            Checkpoint::V1 { updated_ms, .. } => *updated_ms,
+        }
+    }
+}
+
+/// A storage failure. The store is unusable for this call; nothing of the
+/// call was acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store I/O failed: {0}")]
+    Io(String),
+    #[error("store data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+/// Durable storage for events, dedup marks and checkpoints.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies `commit` atomically and returns once it is on disk.
+    async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError>;
+
+    /// The remembered answer for an unexpired idempotency key, if any.
+    fn idempotency(&self, source: &str, key: &str) -> Result<Option<PushRecord>, StoreError>;
+
+    /// Up to `limit` NDJSON lines (without newline) with offsets greater than
+    /// `after` (or from the start).
+    fn read(
+        &self,
+        source: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, bytes::Bytes)>, StoreError>;
+
+    /// The highest offset stored for `source`.
+    fn last_offset(&self, source: &str) -> Result<Option<u64>, StoreError>;
+
+    /// A receiver that changes after every commit, for long polls.
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    fn checkpoint(
+        &self,
+        source: &str,
+        partition: Option<&str>,
+    ) -> Result<Option<Checkpoint>, StoreError>;
+
+    /// Every checkpoint of `source`, keyed by partition.
+    fn checkpoints(&self, source: &str) -> Result<Vec<(Option<String>, Checkpoint)>, StoreError>;
+
+    /// Sets (`Some`) or removes (`None`) a checkpoint, durably.
+    async fn set_checkpoint(
+        &self,
+        source: &str,
+        partition: Option<&str>,
+        value: Option<String>,
+    ) -> Result<(), StoreError>;
+
+    /// Removes dedup marks that expired before `now_ms`; returns how many.
+    fn collect_expired(&self, now_ms: u64) -> Result<usize, StoreError>;
+
+    /// Bytes on disk.
+    fn size_on_disk(&self) -> u64;
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

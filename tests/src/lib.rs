@@ -1,0 +1,188 @@
+//! Shared helpers for the integration tests: a real host started on port 0
+//! with real compiled connectors in a temp directory, an in-process source
+//! server on 127.0.0.1, and polling with a deadline (never a blind sleep).
+
+pub mod source;
+
+use inlet_host::{HostConfig, ServeOptions, Server};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Paths of the compiled example connectors and fixtures.
+pub mod plugins {
+    include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
+}
+
+/// A host running in this process on a free port, over a temp directory.
+pub struct TestHost {
+    pub dir: tempfile::TempDir,
+    server: Option<Server>,
+    pub base: String,
+    pub client: reqwest::Client,
+    config: HostConfig,
+}
+
+impl TestHost {
+    /// Starts a host whose plugins directory holds `connectors`:
+    /// (source name, wasm path, optional manifest text).
+    pub async fn start(connectors: &[(&str, &str, Option<&str>)]) -> TestHost {
+        Self::start_with(connectors, |_| {}).await
+    }
+
+    /// Like [`TestHost::start`], with a chance to adjust the config.
+    pub async fn start_with(
+        connectors: &[(&str, &str, Option<&str>)],
+        adjust: impl FnOnce(&mut HostConfig),
+    ) -> TestHost {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let plugins = dir.path().join("plugins.d");
+        std::fs::create_dir_all(&plugins).unwrap();
+        for (name, wasm, manifest) in connectors {
+            install(&plugins, name, wasm, *manifest);
+        }
+        let mut config = HostConfig::default();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.plugins_dir = plugins;
+        config.data_dir = dir.path().join("data");
+        adjust(&mut config);
+        let server = Server::start(config.clone(), ServeOptions::default())
+            .await
+            .expect("host starts");
+        let base = format!("http://{}", server.addr());
+        TestHost {
+            dir,
+            server: Some(server),
+            base,
+            client: reqwest::Client::new(),
+            config,
+        }
+    }
+
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.dir.path().join("plugins.d")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Stops the host (drain, flush, release the store) and starts a new
+    /// one over the same directories.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let server = Server::start(self.config.clone(), ServeOptions::default())
+            .await
+            .expect("host restarts");
+        self.base = format!("http://{}", server.addr());
+        self.server = Some(server);
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, serde_json::Value, reqwest::header::HeaderMap) {
+        let mut req = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        (status, json, headers)
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let resp = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    }
+
+    /// Every envelope of `source`, in offset order.
+    pub async fn events(&self, source: &str) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        let mut after = String::new();
+        loop {
+            let resp = self
+                .client
+                .get(self.url(&format!("/v1/streams/{source}/events?limit=10000{after}")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "reading the stream of {source}");
+            let text = resp.text().await.unwrap();
+            let page: Vec<serde_json::Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+                .collect();
+            let Some(last) = page.last() else { break };
+            after = format!("&after={}", last["offset"]);
+            out.extend(page);
+        }
+        out
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            // Best effort: tests that care call `stop()` themselves.
+            server.host().shutdown.cancel();
+        }
+    }
+}
+
+/// Copies `wasm` to `plugins/NAME.wasm` (via a temp name and an atomic
+/// rename) and writes the manifest, if any.
+pub fn install(plugins: &Path, name: &str, wasm: &str, manifest: Option<&str>) {
+    if let Some(m) = manifest {
+        std::fs::write(plugins.join(format!("{name}.toml")), m).unwrap();
+    }
+    let tmp = plugins.join(format!(".{name}.wasm.tmp"));
+    std::fs::copy(wasm, &tmp).unwrap();
+    std::fs::rename(&tmp, plugins.join(format!("{name}.wasm"))).unwrap();
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout` with
+/// `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
