@@ -1,1 +1,160 @@
-fn main() {}
+//! `cargo xtask`: project automation.
+//!
+//! - `plugins`: build the example connectors into `target/plugins/NAME.wasm`
+//! - `demo`: build, stage `./plugins.d` and run `inlet serve` with a demo source
+//! - `test`: the whole suite (fmt, clippy, unit, integration, doc tests)
+//! - `bench`: the benchmark harness (release build)
+
+mod bench;
+mod demo;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the example connectors into target/plugins/NAME.wasm.
+    Plugins,
+    /// Build everything, stage ./plugins.d and serve on 127.0.0.1:8080.
+    Demo {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
+    /// Run the whole test suite: fmt, clippy, unit, integration and doc tests.
+    Test,
+    /// Run benchmarks (release build); see BENCHMARKS.md.
+    Bench {
+        /// push | pull | call | all
+        #[arg(default_value = "all")]
+        which: String,
+        /// A few seconds per benchmark: checks the harness works.
+        #[arg(long)]
+        smoke: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Cmd::Plugins => {
+            build_plugins()?;
+        }
+        Cmd::Demo { listen } => demo::run(&listen)?,
+        Cmd::Test => test()?,
+        Cmd::Bench { which, smoke } => bench::run(&which, smoke)?,
+    }
+    Ok(())
+}
+
+pub(crate) fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the workspace")
+        .to_path_buf()
+}
+
+pub(crate) fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+pub(crate) fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+/// Makes sure the wasm32-wasip2 target is installed.
+pub(crate) fn ensure_target() -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(root())
+        .output();
+    match installed {
+        Ok(out) if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == "wasm32-wasip2") => Ok(()),
+        Ok(_) => run(Command::new("rustup")
+            .args(["target", "add", "wasm32-wasip2"])
+            .current_dir(root())),
+        Err(_) => {
+            eprintln!("xtask: rustup not found; assuming the wasm32-wasip2 target is installed");
+            Ok(())
+        }
+    }
+}
+
+/// The example connector crates under plugins/.
+fn plugin_crates() -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(root().join("plugins"))? {
+        let path = entry?.path();
+        if path.join("Cargo.toml").is_file() {
+            names.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Builds the example connectors; returns (name, path) of each `.wasm`.
+pub(crate) fn build_plugins() -> Result<Vec<(String, PathBuf)>> {
+    ensure_target()?;
+    let names = plugin_crates()?;
+    let wasm_dir = target_dir().join("wasm");
+    let mut cmd = cargo();
+    cmd.args(["build", "--target", "wasm32-wasip2", "--profile", "plugin", "--target-dir"])
+        .arg(&wasm_dir);
+    for n in &names {
+        cmd.args(["-p", n]);
+    }
+    run(&mut cmd)?;
+    let out = target_dir().join("plugins");
+    std::fs::create_dir_all(&out)?;
+    let mut built = Vec::new();
+    for n in names {
+        let from = wasm_dir
+            .join("wasm32-wasip2/plugin")
+            .join(format!("{}.wasm", n.replace('-', "_")));
+        let to = out.join(format!("{n}.wasm"));
+        std::fs::copy(&from, &to).with_context(|| format!("copying {}", from.display()))?;
+        eprintln!("xtask: built {}", to.display());
+        built.push((n, to));
+    }
+    Ok(built)
+}
+
+fn test() -> Result<()> {
+    ensure_target()?;
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    let has_nextest = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if has_nextest {
+        run(cargo().args(["nextest", "run", "--workspace", "--no-fail-fast"]))?;
+    } else {
+        run(cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
+    }
+    run(cargo().args(["test", "--doc", "-p", "inlet-host", "-p", "inlet-sdk"]))?;
+    eprintln!("xtask: all tests passed");
+    Ok(())
+}

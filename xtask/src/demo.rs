@@ -1,0 +1,73 @@
+//! `cargo xtask demo`: the example connectors served on the sled store,
+//! with a small demo source on 127.0.0.1:9000 for `http-poll` to pull.
+
+use crate::{build_plugins, cargo, root};
+use anyhow::{Context, Result};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::time::Instant;
+
+fn run_demo_source(listener: TcpListener) {
+    let started = Instant::now();
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).is_err() {
+            continue;
+        }
+        // Skip the headers.
+        let mut line = String::new();
+        while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+            line.clear();
+        }
+        let target = request_line.split_whitespace().nth(1).unwrap_or("/");
+        let since: usize = target
+            .split_once("since=")
+            .and_then(|(_, v)| v.split('&').next()?.parse().ok())
+            .unwrap_or(0);
+        // Three items at start, one more every ten seconds.
+        let available = 3 + (started.elapsed().as_secs() / 10) as usize;
+        let end = (since + 5).min(available);
+        let items: Vec<String> = (since..end)
+            .map(|i| format!(r#"{{"id":"demo-{i}","n":{i},"note":"item {i} from the demo source"}}"#))
+            .collect();
+        let body = format!(
+            r#"{{"items":[{}],"next_cursor":"{end}","has_more":{}}}"#,
+            items.join(","),
+            end < available
+        );
+        let _ = write!(
+            stream,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    }
+}
+
+pub fn run(listen: &str) -> Result<()> {
+    let built = build_plugins()?;
+    let dir = root().join("plugins.d");
+    std::fs::create_dir_all(&dir)?;
+    for (name, wasm) in &built {
+        std::fs::copy(wasm, dir.join(format!("{name}.wasm")))?;
+        let manifest = root().join("plugins").join(name).join(format!("{name}.toml"));
+        if manifest.is_file() {
+            std::fs::copy(&manifest, dir.join(format!("{name}.toml")))?;
+        }
+    }
+    eprintln!("xtask: staged {} connectors in {}", built.len(), dir.display());
+    match TcpListener::bind("127.0.0.1:9000") {
+        Ok(listener) => {
+            eprintln!("xtask: demo source for http-poll on http://127.0.0.1:9000/items");
+            std::thread::spawn(move || run_demo_source(listener));
+        }
+        Err(err) => eprintln!("xtask: demo source not started (127.0.0.1:9000: {err}); http-poll will back off"),
+    }
+    crate::run(cargo()
+        .args(["run", "-p", "inlet-host", "--bin", "inlet", "--", "serve", "--listen", listen, "--plugins"])
+        .arg(&dir)
+        .arg("--data")
+        .arg(root().join("data")))
+    .context("inlet serve")
+}
