@@ -176,7 +176,9 @@ async fn check(file: &std::path::Path) -> anyhow::Result<()> {
 
 fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,wasmtime_wasi_http=error,wasmtime=warn,cranelift_codegen=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("info,wasmtime_wasi_http=error,wasmtime=warn,cranelift_codegen=warn")
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

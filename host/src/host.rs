@@ -46,20 +46,11 @@ impl Host {
 }
 
 /// Options that are not part of `inlet.toml`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ServeOptions {
     /// Skip the fsync before acknowledging (benchmarks only).
     pub unsafe_no_fsync: bool,
     pub runtime: RuntimeOptions,
-}
-
-impl Default for ServeOptions {
-    fn default() -> Self {
-        ServeOptions {
-            unsafe_no_fsync: false,
-            runtime: RuntimeOptions::default(),
-        }
-    }
 }
 
 /// A started host. Dropping it does not stop it; call [`Server::shutdown`].

@@ -40,10 +40,12 @@ impl TestHost {
         for (name, wasm, manifest) in connectors {
             install(&plugins, name, wasm, *manifest);
         }
-        let mut config = HostConfig::default();
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        config.plugins_dir = plugins;
-        config.data_dir = dir.path().join("data");
+        let mut config = HostConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            plugins_dir: plugins,
+            data_dir: dir.path().join("data"),
+            ..HostConfig::default()
+        };
         adjust(&mut config);
         let server = Server::start(config.clone(), ServeOptions::default())
             .await

@@ -27,7 +27,10 @@ fn examples_print_their_descriptor() {
         let d: serde_json::Value = serde_json::from_str(&stdout).expect("JSON descriptor");
         assert_eq!(d["name"], name);
         assert_eq!(d["version"], "0.1.0");
-        assert_eq!((d["push"].as_bool(), d["pull"].as_bool()), (Some(push), Some(pull)));
+        assert_eq!(
+            (d["push"].as_bool(), d["pull"].as_bool()),
+            (Some(push), Some(pull))
+        );
     }
 }
 
@@ -37,7 +40,10 @@ fn a_file_that_is_not_a_component_is_refused_with_the_reason() {
     let (ok, stdout, stderr) = check(readme);
     assert!(!ok);
     assert!(stdout.is_empty());
-    assert!(stderr.contains("README.md") && stderr.contains("not a WebAssembly component"), "{stderr}");
+    assert!(
+        stderr.contains("README.md") && stderr.contains("not a WebAssembly component"),
+        "{stderr}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let core = dir.path().join("core.wasm");
@@ -45,7 +51,10 @@ fn a_file_that_is_not_a_component_is_refused_with_the_reason() {
     std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
     let (ok, _, stderr) = check(core.to_str().unwrap());
     assert!(!ok);
-    assert!(stderr.contains("core WebAssembly module, not a component"), "{stderr}");
+    assert!(
+        stderr.contains("core WebAssembly module, not a component"),
+        "{stderr}"
+    );
 
     let (ok, _, stderr) = check("/no/such/file.wasm");
     assert!(!ok);

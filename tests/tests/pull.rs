@@ -64,7 +64,12 @@ async fn pull_stores_every_item_once_and_resumes_after_restart() {
     assert_eq!(cp["value"], "25");
 
     // A manual pull with nothing new stores nothing and keeps the checkpoint.
-    let resp = host.client.post(host.url("/v1/connectors/feed/pull")).send().await.unwrap();
+    let resp = host
+        .client
+        .post(host.url("/v1/connectors/feed/pull"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let run: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(run["run"]["events"], 0, "{run}");
@@ -73,10 +78,14 @@ async fn pull_stores_every_item_once_and_resumes_after_restart() {
     // Restart on the same data dir; 10 more items appear at the source.
     host.restart().await;
     available.store(35, Ordering::SeqCst);
-    let events = eventually(Duration::from_secs(20), "35 events after restart", || async {
-        let e = host.events("feed").await;
-        (e.len() >= 35).then_some(e)
-    })
+    let events = eventually(
+        Duration::from_secs(20),
+        "35 events after restart",
+        || async {
+            let e = host.events("feed").await;
+            (e.len() >= 35).then_some(e)
+        },
+    )
     .await;
     assert_eq!(events.len(), 35, "no duplicate after restart");
     let mut ids: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
@@ -84,11 +93,20 @@ async fn pull_stores_every_item_once_and_resumes_after_restart() {
     assert_eq!(ids.len(), 35);
     // The first pull after restart asked from the saved checkpoint.
     assert!(
-        source.requests().iter().any(|r| r.param("since").as_deref() == Some("25")),
+        source
+            .requests()
+            .iter()
+            .any(|r| r.param("since").as_deref() == Some("25")),
         "resumed from checkpoint 25"
     );
-    let offsets: Vec<u64> = events.iter().map(|e| e["offset"].as_u64().unwrap()).collect();
-    assert!(offsets.windows(2).all(|w| w[0] < w[1]), "offsets strictly increase");
+    let offsets: Vec<u64> = events
+        .iter()
+        .map(|e| e["offset"].as_u64().unwrap())
+        .collect();
+    assert!(
+        offsets.windows(2).all(|w| w[0] < w[1]),
+        "offsets strictly increase"
+    );
     host.stop().await;
 }
 
@@ -103,11 +121,21 @@ async fn checkpoint_can_be_inspected_set_and_reset() {
     })
     .await;
     // Reset: a full re-read, whose events dedup drops.
-    let r = host.client.delete(host.url("/v1/connectors/feed/checkpoint")).send().await.unwrap();
+    let r = host
+        .client
+        .delete(host.url("/v1/connectors/feed/checkpoint"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let (status, _) = host.get_json("/v1/connectors/feed/checkpoint").await;
     assert_eq!(status, 404);
-    let r = host.client.post(host.url("/v1/connectors/feed/pull")).send().await.unwrap();
+    let r = host
+        .client
+        .post(host.url("/v1/connectors/feed/pull"))
+        .send()
+        .await
+        .unwrap();
     let run: serde_json::Value = r.json().await.unwrap();
     assert_eq!(run["run"]["events"], 0, "{run}");
     assert_eq!(run["run"]["duplicates"], 5, "{run}");
@@ -142,14 +170,25 @@ async fn source_errors_never_move_the_checkpoint() {
         }
         let since = seen.param("since");
         if since.is_some() {
-            return Answer::json(200, serde_json::json!({"items": [], "next_cursor": "1", "has_more": false}));
+            return Answer::json(
+                200,
+                serde_json::json!({"items": [], "next_cursor": "1", "has_more": false}),
+            );
         }
-        Answer::json(200, serde_json::json!({"items": [{"id": "x"}], "next_cursor": "1", "has_more": false}))
+        Answer::json(
+            200,
+            serde_json::json!({"items": [{"id": "x"}], "next_cursor": "1", "has_more": false}),
+        )
     })
     .await;
     let m = manifest(source.addr);
     let host = TestHost::start(&[("feed", plugins::HTTP_POLL, Some(&m))]).await;
-    let r = host.client.post(host.url("/v1/connectors/feed/pull")).send().await.unwrap();
+    let r = host
+        .client
+        .post(host.url("/v1/connectors/feed/pull"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 502);
     let body: serde_json::Value = r.json().await.unwrap();
     let msg = body["error"]["message"].as_str().unwrap();
@@ -160,7 +199,12 @@ async fn source_errors_never_move_the_checkpoint() {
     assert!(st["last_error"].as_str().unwrap().contains("503"), "{st}");
 
     fail.store(0, Ordering::SeqCst);
-    let r = host.client.post(host.url("/v1/connectors/feed/pull")).send().await.unwrap();
+    let r = host
+        .client
+        .post(host.url("/v1/connectors/feed/pull"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(host.events("feed").await.len(), 1);
     let (_, cp) = host.get_json("/v1/connectors/feed/checkpoint").await;
@@ -176,9 +220,23 @@ async fn outbound_requests_outside_allowed_hosts_fail_in_the_guest() {
         source.addr.port()
     );
     let host = TestHost::start(&[("feed", plugins::HTTP_POLL, Some(&m))]).await;
-    let r = host.client.post(host.url("/v1/connectors/feed/pull")).send().await.unwrap();
+    let r = host
+        .client
+        .post(host.url("/v1/connectors/feed/pull"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 502);
     let body: serde_json::Value = r.json().await.unwrap();
-    assert!(body["error"]["message"].as_str().unwrap().contains("denied"), "{body}");
-    assert!(source.requests().is_empty(), "the request never left the host");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("denied"),
+        "{body}"
+    );
+    assert!(
+        source.requests().is_empty(),
+        "the request never left the host"
+    );
 }

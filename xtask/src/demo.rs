@@ -30,7 +30,9 @@ fn run_demo_source(listener: TcpListener) {
         let available = 3 + (started.elapsed().as_secs() / 10) as usize;
         let end = (since + 5).min(available);
         let items: Vec<String> = (since..end)
-            .map(|i| format!(r#"{{"id":"demo-{i}","n":{i},"note":"item {i} from the demo source"}}"#))
+            .map(|i| {
+                format!(r#"{{"id":"demo-{i}","n":{i},"note":"item {i} from the demo source"}}"#)
+            })
             .collect();
         let body = format!(
             r#"{{"items":[{}],"next_cursor":"{end}","has_more":{}}}"#,
@@ -51,23 +53,45 @@ pub fn run(listen: &str) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     for (name, wasm) in &built {
         std::fs::copy(wasm, dir.join(format!("{name}.wasm")))?;
-        let manifest = root().join("plugins").join(name).join(format!("{name}.toml"));
+        let manifest = root()
+            .join("plugins")
+            .join(name)
+            .join(format!("{name}.toml"));
         if manifest.is_file() {
             std::fs::copy(&manifest, dir.join(format!("{name}.toml")))?;
         }
     }
-    eprintln!("xtask: staged {} connectors in {}", built.len(), dir.display());
+    eprintln!(
+        "xtask: staged {} connectors in {}",
+        built.len(),
+        dir.display()
+    );
     match TcpListener::bind("127.0.0.1:9000") {
         Ok(listener) => {
             eprintln!("xtask: demo source for http-poll on http://127.0.0.1:9000/items");
             std::thread::spawn(move || run_demo_source(listener));
         }
-        Err(err) => eprintln!("xtask: demo source not started (127.0.0.1:9000: {err}); http-poll will back off"),
+        Err(err) => eprintln!(
+            "xtask: demo source not started (127.0.0.1:9000: {err}); http-poll will back off"
+        ),
     }
-    crate::run(cargo()
-        .args(["run", "-p", "inlet-host", "--bin", "inlet", "--", "serve", "--listen", listen, "--plugins"])
-        .arg(&dir)
-        .arg("--data")
-        .arg(root().join("data")))
+    crate::run(
+        cargo()
+            .args([
+                "run",
+                "-p",
+                "inlet-host",
+                "--bin",
+                "inlet",
+                "--",
+                "serve",
+                "--listen",
+                listen,
+                "--plugins",
+            ])
+            .arg(&dir)
+            .arg("--data")
+            .arg(root().join("data")),
+    )
     .context("inlet serve")
 }

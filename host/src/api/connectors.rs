@@ -219,7 +219,8 @@ pub fn metrics(host: &Arc<Host>) -> Resp {
     use std::sync::atomic::Ordering::Relaxed;
     let mut out = String::new();
     let sources = host.registry.known_sources();
-    let counters: [(&str, &str, fn(&crate::registry::Counters) -> u64); 10] = [
+    type Getter = fn(&crate::registry::Counters) -> u64;
+    let counters: [(&str, &str, Getter); 10] = [
         (
             "inlet_push_accepted_total",
             "Push requests accepted.",
