@@ -120,6 +120,8 @@ async fn serve(config: HostConfig, options: ServeOptions) -> anyhow::Result<()> 
     let server = Server::start(config, options).await?;
     // Printed on stdout so scripts (and tests) can find the port.
     println!("listening on http://{}", server.addr());
+    #[cfg(unix)]
+    tokio::spawn(reload_on_sighup(server.host().clone()));
     shutdown_signal().await;
     tracing::info!("Signal received; a second signal exits at once.");
     tokio::spawn(async {
@@ -129,6 +131,23 @@ async fn serve(config: HostConfig, options: ServeOptions) -> anyhow::Result<()> 
     });
     server.shutdown().await;
     Ok(())
+}
+
+/// SIGHUP rescans the plugins directory, like `POST /v1/reload`.
+#[cfg(unix)]
+async fn reload_on_sighup(host: Arc<crate::Host>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(err) => {
+            tracing::warn!(error = %err, "Cannot install a SIGHUP handler; use POST /v1/reload to reload.");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        let changed = crate::registry::rescan(&host).await;
+        tracing::info!(changed = ?changed, "SIGHUP: plugins directory rescanned.");
+    }
 }
 
 async fn shutdown_signal() {

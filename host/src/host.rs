@@ -109,6 +109,7 @@ impl Server {
         let tasks = TaskTracker::new();
         tasks.spawn(accept_loop(host.clone(), listener, tasks.clone()));
         tasks.spawn(gc_loop(host.clone()));
+        tasks.spawn(crate::registry::watch(host.clone()));
         host.scheduler.sync(&host);
         tracing::info!(%addr, connectors = host.registry.all().len(), "Inlet is listening.");
         Ok(Server { host, addr, tasks })

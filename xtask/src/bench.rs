@@ -1,11 +1,12 @@
 //! Benchmarks: see BENCHMARKS.md.
 
+mod reload;
+
 use anyhow::{Result, bail};
 
 pub fn run(which: &str, smoke: bool) -> Result<()> {
-    let _ = smoke;
     match which {
-        "all" => Ok(()),
+        "all" | "reload" => reload::run(smoke),
         other => bail!("unknown benchmark `{other}`"),
     }
 }

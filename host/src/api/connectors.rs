@@ -25,6 +25,7 @@ fn status(host: &Host, name: &str, connector: Option<&Arc<Connector>>) -> serde_
         "last_error": last_error,
         "checkpoints": checkpoints,
         "counters": state.counters.snapshot(),
+        "reloads": state.counters.reloads.load(std::sync::atomic::Ordering::Relaxed),
         "last_offset": host.store.last_offset(name).ok().flatten(),
     });
     match connector {
@@ -281,6 +282,13 @@ pub fn metrics(host: &Arc<Host>) -> Resp {
         out,
         "# HELP inlet_connectors_loaded Connectors loaded.\n# TYPE inlet_connectors_loaded gauge\ninlet_connectors_loaded {}",
         host.registry.all().len()
+    );
+    let cache = host.registry.cache();
+    let _ = writeln!(
+        out,
+        "# HELP inlet_component_cache_hits_total Components loaded from the compiled-component cache.\n# TYPE inlet_component_cache_hits_total counter\ninlet_component_cache_hits_total {}\n# HELP inlet_component_cache_misses_total Components compiled because the cache had no valid entry.\n# TYPE inlet_component_cache_misses_total counter\ninlet_component_cache_misses_total {}",
+        cache.hits(),
+        cache.misses()
     );
     reply::text(StatusCode::OK, "text/plain; version=0.0.4", out)
 }

@@ -57,8 +57,7 @@ pub async fn route(host: Arc<Host>, req: http::Request<Incoming>) -> Resp {
             connectors::checkpoint(&host, name, req).await
         }
         (&Method::POST, ["v1", "reload"]) => {
-            let changed = host.registry.scan().await;
-            host.scheduler.sync(&host);
+            let changed = crate::registry::rescan(&host).await;
             reply::json(StatusCode::OK, &serde_json::json!({"changed": changed}))
         }
         _ => reply::error(

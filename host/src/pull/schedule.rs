@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// The pull interval when neither the manifest nor `describe()` gives one.
 pub const DEFAULT_EVERY: Duration = Duration::from_secs(60);
@@ -67,11 +68,19 @@ impl Timing {
 }
 
 impl Scheduler {
-    /// Starts a loop for every loaded pull connector that has none; loops
-    /// of removed connectors end by themselves.
+    /// Starts a loop for every loaded pull connector that has none, and
+    /// stops the loops of connectors that were removed or no longer pull
+    /// (a run in progress is dropped; it never moves a checkpoint).
     pub fn sync(&self, host: &Arc<Host>) {
         let mut loops = self.loops.lock().expect("scheduler lock");
-        loops.retain(|_, h| !h.is_finished());
+        loops.retain(|name, h| {
+            let pulls = host.registry.get(name).is_some_and(|c| c.descriptor.pull);
+            if !pulls {
+                h.abort();
+                tracing::info!(connector = %name, "Pull schedule stopped: the connector was unloaded or no longer pulls.");
+            }
+            pulls && !h.is_finished()
+        });
         for connector in host.registry.all() {
             if !connector.descriptor.pull || loops.contains_key(&connector.name) {
                 continue;
@@ -99,20 +108,47 @@ async fn run_loop(host: Arc<Host>, name: String) {
     let mut failures = 0u32;
     // The first pull comes at once, spread by a little jitter.
     let mut delay = Duration::from_millis(rand::rng().random_range(0..50));
+    let mut wake_at = Instant::now() + delay;
+    // The timing and start of the last run, to reschedule after a reload.
+    let mut last: Option<(Timing, Instant)> = None;
     tracing::info!(connector = %name, "Pull schedule started.");
     loop {
         {
             let mut status = state.pull.lock().expect("lock");
-            status.next_pull_ms = Some(now_ms() + delay.as_millis() as u64);
+            let left = wake_at.saturating_duration_since(Instant::now());
+            status.next_pull_ms = Some(now_ms() + left.as_millis() as u64);
         }
         tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
+            _ = tokio::time::sleep_until(wake_at) => {}
+            _ = state.version_changed() => {
+                // A new version: follow its manifest from the last run, so
+                // the connector keeps its place (checkpoints never move here).
+                if let (Some(c), Some((old, started)), 0) =
+                    (host.registry.get(&name).filter(|c| c.descriptor.pull), last, failures)
+                {
+                    let timing = Timing::of(&c);
+                    if timing != old {
+                        interval = None;
+                        wake_at = started + timing.every;
+                        tracing::info!(connector = %name, every_ms = timing.every.as_millis() as u64, "Pull schedule follows the new manifest.");
+                    }
+                }
+                continue;
+            }
             _ = host.shutdown.cancelled() => break,
         }
         let Some(connector) = host.registry.get(&name).filter(|c| c.descriptor.pull) else {
-            break;
+            // Unloaded: `Scheduler::sync` stops this loop; until then, wait
+            // for the connector to come back.
+            tokio::select! {
+                _ = state.version_changed() => {}
+                _ = host.shutdown.cancelled() => break,
+            }
+            wake_at = Instant::now();
+            continue;
         };
         let timing = Timing::of(&connector);
+        last = Some((timing, Instant::now()));
         let current = interval
             .unwrap_or(timing.every)
             .clamp(timing.min, timing.max);
@@ -158,6 +194,7 @@ async fn run_loop(host: Arc<Host>, name: String) {
                 tracing::warn!(connector = %name, failures, retry_in_ms = delay.as_millis() as u64, error = %err, "Pull failed; the checkpoint did not move.");
             }
         }
+        wake_at = Instant::now() + delay;
     }
     tracing::info!(connector = %name, "Pull schedule stopped.");
 }

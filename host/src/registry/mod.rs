@@ -2,44 +2,72 @@
 //! manifest, sandbox, push policy) swapped in atomically; per-source state
 //! that outlives a version (counters, errors, pull status) sits beside it in
 //! a [`SourceState`].
+//!
+//! Loading at startup and hot reload are one code path, [`Registry::scan`]:
+//! it compares every `NAME.wasm` (and `NAME.toml`) with the loaded version,
+//! compiles what changed on a blocking thread (through the
+//! [`ComponentCache`] in `data_dir/cache`), checks the result by
+//! instantiating it and calling `describe`, and only then swaps it in.
+//! Calls in flight keep their `Arc<Connector>` and finish on the old
+//! version. [`watch`] runs `scan` when the plugins directory changes;
+//! `POST /v1/reload` and SIGHUP run it through [`rescan`].
 
 mod source;
+mod watch;
 
 pub use source::{Counters, PullStatus, SourceState};
+pub use watch::{DEBOUNCE, is_connector_file, rescan, watch};
 
 use crate::config::{ConfigError, HostConfig, Manifest, valid_source_name};
 use crate::push::PushPolicy;
-use crate::runtime::{Code, Descriptor, Runtime, Sandbox};
+use crate::runtime::{Code, ComponentCache, Descriptor, Origin, Runtime, Sandbox};
 use crate::store::now_ms;
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// One loaded version of a connector.
 pub struct Connector {
     /// The source name: the file stem, used in URLs.
     pub name: String,
+    /// What the component's `describe()` returned when it was loaded.
     pub descriptor: Descriptor,
     /// Hex SHA-256 of the `.wasm` file.
     pub hash: String,
     /// `name@version+sha256:<12 hex>`, written into every envelope.
     pub label: String,
+    /// The compiled, linked component.
     pub code: Code,
+    /// The parsed `NAME.toml` (defaults without one).
     pub manifest: Manifest,
+    /// Limits and capabilities of every call.
     pub sandbox: Arc<Sandbox>,
+    /// Authentication, rate limits and dedup settings of the push path.
     pub push: PushPolicy,
+    /// When this version was swapped in (ms since the Unix epoch).
     pub loaded_at_ms: u64,
+    /// The `.wasm` file it was loaded from.
     pub wasm_path: PathBuf,
+    /// The manifest file, when there is one.
     pub manifest_path: Option<PathBuf>,
 }
 
 /// Why a connector file could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The `.wasm` file does not compile, link, instantiate or describe
+    /// itself.
     #[error("{path}: {message}")]
-    Component { path: PathBuf, message: String },
+    Component {
+        /// The `.wasm` file.
+        path: PathBuf,
+        /// Why it cannot be loaded.
+        message: String,
+    },
+    /// The manifest does not parse or names a missing secret.
     #[error(transparent)]
     Manifest(#[from] ConfigError),
 }
@@ -48,6 +76,7 @@ pub enum LoadError {
 pub struct Registry {
     runtime: Arc<Runtime>,
     config: Arc<HostConfig>,
+    cache: Arc<ComponentCache>,
     loaded: ArcSwap<HashMap<String, Arc<Connector>>>,
     sources: Mutex<HashMap<String, Arc<SourceState>>>,
     /// Serializes scans so two rescans never race on one name.
@@ -55,8 +84,15 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// An empty registry; [`Registry::scan`] loads the plugins directory.
+    /// Compiled components are cached in `data_dir/cache`.
     pub fn new(runtime: Arc<Runtime>, config: Arc<HostConfig>) -> Self {
+        let cache = Arc::new(ComponentCache::new(
+            config.data_dir.join("cache"),
+            runtime.engine(),
+        ));
         Registry {
+            cache,
             runtime,
             config,
             loaded: ArcSwap::from_pointee(HashMap::new()),
@@ -65,8 +101,14 @@ impl Registry {
         }
     }
 
+    /// The wasmtime runtime that runs every connector.
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
+    }
+
+    /// The compiled-component cache (hit and miss counters for metrics).
+    pub fn cache(&self) -> &ComponentCache {
+        &self.cache
     }
 
     /// The current version of `name`, if loaded.
@@ -157,10 +199,19 @@ impl Registry {
                 map.remove(&name);
                 map
             });
-            self.source(&name).set_error(None);
+            let state = self.source(&name);
+            state.set_error(None);
+            state.notify_version_changed();
             tracing::info!(connector = %name, "Connector removed; its checkpoints and events are kept.");
             changed.push(name);
         }
+        let in_use: HashSet<String> = self
+            .loaded
+            .load()
+            .values()
+            .map(|c| c.hash.clone())
+            .collect();
+        self.cache.clean(&in_use);
         changed
     }
 
@@ -221,6 +272,7 @@ impl Registry {
                     map.insert(name.to_string(), connector.clone());
                     map
                 });
+                state.notify_version_changed();
                 true
             }
             Err(err) => {
@@ -256,14 +308,10 @@ impl Registry {
             path: wasm_path.to_path_buf(),
             message,
         };
-        let runtime = self.runtime.clone();
-        let code = tokio::task::spawn_blocking(move || {
-            let component = runtime.compile(&bytes)?;
-            runtime.link(&component)
-        })
-        .await
-        .map_err(|e| component_err(format!("compile task failed: {e}")))?
-        .map_err(|e| component_err(format!("{e:#}")))?;
+        let code = self
+            .compile(name, bytes, &hash)
+            .await
+            .map_err(component_err)?;
         let descriptor = self
             .runtime
             .describe(&code, &sandbox)
@@ -288,5 +336,28 @@ impl Registry {
             wasm_path: wasm_path.to_path_buf(),
             manifest_path: manifest_text.map(|_| manifest_path.to_path_buf()),
         })
+    }
+
+    /// Compiles (or loads from the cache) and links a component on a
+    /// blocking thread, off the request path.
+    async fn compile(&self, name: &str, bytes: Vec<u8>, hash: &str) -> Result<Code, String> {
+        let runtime = self.runtime.clone();
+        let hash = hash.to_string();
+        let started = Instant::now();
+        let cache = self.cache.clone();
+        let (code, origin) = tokio::task::spawn_blocking(move || {
+            let (component, origin) =
+                cache.load_or_compile(runtime.engine(), &hash, || runtime.compile(&bytes))?;
+            anyhow::Ok((runtime.link(&component)?, origin))
+        })
+        .await
+        .map_err(|e| format!("compile task failed: {e}"))?
+        .map_err(|e| format!("{e:#}"))?;
+        let ms = started.elapsed().as_millis() as u64;
+        match origin {
+            Origin::Cache => tracing::info!(connector = %name, ms, "Component loaded from cache."),
+            Origin::Compiled => tracing::info!(connector = %name, ms, "Component compiled."),
+        }
+        Ok(code)
     }
 }

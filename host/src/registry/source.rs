@@ -63,6 +63,7 @@ pub struct SourceState {
     pub pull: Mutex<PullStatus>,
     in_flight_keys: Mutex<HashSet<String>>,
     partition_locks: Mutex<HashMap<Option<String>, Arc<tokio::sync::Mutex<()>>>>,
+    version_changed: tokio::sync::Notify,
 }
 
 impl SourceState {
@@ -80,6 +81,18 @@ impl SourceState {
 
     pub(crate) fn set_manifest_text(&self, t: String) {
         *self.manifest_text.lock().expect("lock") = t;
+    }
+
+    /// Tells the pull schedule that the loaded version changed (a reload or
+    /// a removal), so it follows the new manifest at once.
+    pub(crate) fn notify_version_changed(&self) {
+        self.version_changed.notify_one();
+    }
+
+    /// Completes after the next version change (or at once if one happened
+    /// since the last wait).
+    pub async fn version_changed(&self) {
+        self.version_changed.notified().await;
     }
 
     /// Claims an idempotency key for one request; `None` when another

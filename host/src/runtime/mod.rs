@@ -9,9 +9,11 @@
 //! exhausted memory fails that call only.
 
 mod bindings;
+mod cache;
 mod sandbox;
 mod state;
 
+pub use cache::{ComponentCache, Origin, UNUSED_ENTRY_TTL};
 pub use sandbox::Sandbox;
 pub use state::HostState;
 
