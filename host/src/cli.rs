@@ -178,9 +178,9 @@ async fn check(file: &std::path::Path) -> anyhow::Result<()> {
         .unwrap_or("connector")
         .to_string();
     let rt = runtime.clone();
-    let code = tokio::task::spawn_blocking(move || {
+    let (imports, code) = tokio::task::spawn_blocking(move || {
         let component = rt.compile(&bytes)?;
-        rt.link(&component)
+        anyhow::Ok((rt.imports(&component), rt.link(&component)?))
     })
     .await?
     .with_context(|| format!("{}: cannot be loaded", file.display()))?;
@@ -189,7 +189,10 @@ async fn check(file: &std::path::Path) -> anyhow::Result<()> {
         .describe(&code, &sandbox)
         .await
         .with_context(|| format!("{}: describe() failed", file.display()))?;
-    println!("{}", serde_json::to_string_pretty(&descriptor)?);
+    // The descriptor, plus every import and whether the host grants it.
+    let mut out = serde_json::to_value(&descriptor)?;
+    out["imports"] = serde_json::to_value(&imports)?;
+    println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }
 

@@ -37,13 +37,17 @@ fn status(host: &Host, name: &str, connector: Option<&Arc<Connector>>) -> serde_
             if c.descriptor.pull {
                 modes.push("pull");
             }
-            let st = if pull.state == "failing" || (last_error.is_some() && pull.state != "ok") {
+            let quarantine = state.quarantine_status(&c.sandbox);
+            let st = if quarantine.is_some() {
+                "quarantined"
+            } else if pull.state == "failing" || (last_error.is_some() && pull.state != "ok") {
                 "failing"
             } else {
                 "loaded"
             };
             let extra = serde_json::json!({
                 "state": st,
+                "quarantine": quarantine,
                 "version": c.descriptor.version,
                 "description": c.descriptor.description,
                 "hash": format!("sha256:{}", c.hash),
@@ -100,6 +104,19 @@ fn not_found(name: &str) -> Resp {
         StatusCode::NOT_FOUND,
         "unknown_connector",
         &format!("no connector named `{name}` is loaded"),
+    )
+}
+
+/// `POST /v1/connectors/{name}/resume`: lifts a quarantine.
+pub fn resume(host: &Arc<Host>, name: &str) -> Resp {
+    if host.registry.get(name).is_none() {
+        return not_found(name);
+    }
+    let was = host.registry.source(name).resume();
+    tracing::info!(connector = %name, was_quarantined = was, "Connector resumed by the operator.");
+    reply::json(
+        StatusCode::OK,
+        &serde_json::json!({"status": "resumed", "was_quarantined": was}),
     )
 }
 
@@ -273,6 +290,11 @@ pub fn metrics(host: &Arc<Host>) -> Resp {
             );
         }
     }
+    let states: Vec<_> = sources
+        .iter()
+        .map(|s| (s.clone(), host.registry.source(s)))
+        .collect();
+    crate::registry::SourceState::write_sandbox_metrics(&mut out, &states);
     let _ = writeln!(
         out,
         "# HELP inlet_store_bytes Bytes the store uses on disk.\n# TYPE inlet_store_bytes gauge\ninlet_store_bytes {}",

@@ -50,6 +50,7 @@ pub async fn route(host: Arc<Host>, req: http::Request<Incoming>) -> Resp {
         }
         (&Method::GET, ["v1", "connectors"]) => connectors::list(&host),
         (&Method::GET, ["v1", "connectors", name]) => connectors::show(&host, name),
+        (&Method::POST, ["v1", "connectors", name, "resume"]) => connectors::resume(&host, name),
         (&Method::POST, ["v1", "connectors", name, "pull"]) => {
             connectors::pull_now(&host, name).await
         }

@@ -78,6 +78,13 @@ pub struct SandboxDefaults {
     pub max_events_per_call: u32,
     /// Most payload bytes one call may return; more fails the call.
     pub max_bytes_per_call: u64,
+    /// Consecutive sandbox failures (trap, deadline, memory, limit) after
+    /// which a connector is quarantined; 0 never quarantines.
+    pub quarantine_after: u32,
+    /// First quarantine cool-down; it doubles with each quarantine that
+    /// follows without a good call in between (at most one hour).
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub quarantine_cooldown: Duration,
 }
 
 impl Default for SandboxDefaults {
@@ -88,6 +95,8 @@ impl Default for SandboxDefaults {
             pull_deadline: Duration::from_secs(60),
             max_events_per_call: 10_000,
             max_bytes_per_call: 64 * 1024 * 1024,
+            quarantine_after: 5,
+            quarantine_cooldown: Duration::from_secs(30),
         }
     }
 }
@@ -129,6 +138,10 @@ impl HostConfig {
         for (key, d) in [
             ("sandbox.push_deadline", self.sandbox.push_deadline),
             ("sandbox.pull_deadline", self.sandbox.pull_deadline),
+            (
+                "sandbox.quarantine_cooldown",
+                self.sandbox.quarantine_cooldown,
+            ),
         ] {
             if d.is_zero() {
                 return Err(ConfigError::invalid(path, key, "use a positive duration"));

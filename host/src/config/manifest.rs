@@ -208,6 +208,11 @@ pub struct SandboxSection {
     pub pull_deadline: Option<Duration>,
     pub max_events_per_call: Option<u32>,
     pub max_bytes_per_call: Option<u64>,
+    /// Consecutive sandbox failures before quarantine; 0 never quarantines.
+    pub quarantine_after: Option<u32>,
+    /// First quarantine cool-down (doubles per repeated quarantine).
+    #[serde(deserialize_with = "duration::deserialize_opt")]
+    pub quarantine_cooldown: Option<Duration>,
     /// Headers the host adds to outbound requests; the guest never sees them.
     pub inject: Vec<Inject>,
 }
@@ -351,6 +356,13 @@ impl Manifest {
                 path,
                 "sandbox.memory_mb",
                 "use a value from 1 to 4096 (MiB)",
+            ));
+        }
+        if self.sandbox.quarantine_cooldown == Some(Duration::ZERO) {
+            return Err(ConfigError::invalid(
+                path,
+                "sandbox.quarantine_cooldown",
+                "use a positive duration such as \"30s\" (set `quarantine_after = 0` to never quarantine)",
             ));
         }
         for host in &self.sandbox.allowed_hosts {

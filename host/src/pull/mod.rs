@@ -83,8 +83,14 @@ pub async fn run_once(
         .registry
         .runtime()
         .partitions(&connector.code, &connector.sandbox)
-        .await
-        .map_err(call_err)?;
+        .await;
+    // Only a failure counts: the run is judged by its pulls.
+    if listed.is_err() {
+        host.registry
+            .source(&name)
+            .record_call(&connector.sandbox, &listed);
+    }
+    let listed = listed.map_err(call_err)?;
     let partitions: Vec<Option<String>> = if listed.is_empty() {
         vec![None]
     } else {
@@ -159,11 +165,12 @@ async fn pull_partition(
                 since,
                 partition.clone(),
             )
-            .await
-            .map_err(|source| PullError::Call {
-                name: name.to_string(),
-                source,
-            })?;
+            .await;
+        state.record_call(&connector.sandbox, &batch);
+        let batch = batch.map_err(|source| PullError::Call {
+            name: name.to_string(),
+            source,
+        })?;
         let received_ms = now_ms();
         let commit = Commit {
             source: name.to_string(),

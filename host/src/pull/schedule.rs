@@ -147,6 +147,12 @@ async fn run_loop(host: Arc<Host>, name: String) {
             wake_at = Instant::now();
             continue;
         };
+        if let Some(wait) = state.quarantined(&connector.sandbox) {
+            // Skipped, not failed: the quarantine's end is the next try.
+            state.pull.lock().expect("lock").state = "quarantined".into();
+            wake_at = Instant::now() + wait;
+            continue;
+        }
         let timing = Timing::of(&connector);
         last = Some((timing, Instant::now()));
         let current = interval

@@ -54,6 +54,9 @@ pub async fn handle(
             &format!("connector `{source}` does not accept push requests"),
         ));
     }
+    if let Some(wait) = state.quarantined(&connector.sandbox) {
+        return rejected(quarantined(source, wait));
+    }
     let Ok(_global) = host.push_slots.clone().try_acquire_owned() else {
         return rejected(reply::overloaded(
             "the host has too many push requests in flight",
@@ -146,12 +149,13 @@ pub async fn handle(
         body: body.to_vec(),
     };
     let received_ms = now_ms();
-    let result = match host
+    let outcome = host
         .registry
         .runtime()
         .on_push(&connector.code, &connector.sandbox, request)
-        .await
-    {
+        .await;
+    state.record_call(&connector.sandbox, &outcome);
+    let result = match outcome {
         Ok(r) => r,
         Err(err) => {
             return call_failed(source, &state, err);
@@ -263,6 +267,20 @@ fn connector_reply(r: &StoredReply, replayed: bool) -> Resp {
         })
 }
 
+/// 503 while the connector sits out a quarantine, with `Retry-After` at
+/// its end.
+fn quarantined(source: &str, wait: Duration) -> Resp {
+    let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+    let mut r = reply::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "quarantined",
+        &format!("connector `{source}` is quarantined after repeated failures; retry in {secs} s"),
+    );
+    r.headers_mut()
+        .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+    r
+}
+
 fn call_failed(source: &str, state: &crate::registry::SourceState, err: CallError) -> Resp {
     let counters = &state.counters;
     match err {
@@ -303,7 +321,11 @@ fn call_failed(source: &str, state: &crate::registry::SourceState, err: CallErro
             reply::error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "connector_failed",
-                &format!("the connector failed ({}): {other}", other.class()),
+                &format!(
+                    "the connector failed ({}): {}",
+                    other.class(),
+                    other.public_message()
+                ),
             )
         }
     }

@@ -1,9 +1,20 @@
 //! State kept per source across versions of its connector.
 
+use crate::runtime::{CallError, Sandbox};
+use crate::store::now_ms;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+/// The longest quarantine cool-down, however often a connector relapses
+/// (unless `quarantine_cooldown` itself is longer).
+const MAX_QUARANTINE: Duration = Duration::from_secs(3600);
+
+/// Sandbox failure classes counted per source, in metric order.
+const FAILURE_CLASSES: [&str; 4] = ["trap", "deadline", "memory", "limit"];
 
 /// Counters shown in status and metrics.
 #[derive(Debug, Default)]
@@ -63,10 +74,158 @@ pub struct SourceState {
     pub pull: Mutex<PullStatus>,
     in_flight_keys: Mutex<HashSet<String>>,
     partition_locks: Mutex<HashMap<Option<String>, Arc<tokio::sync::Mutex<()>>>>,
+    /// Sandbox failures by class, in [`FAILURE_CLASSES`] order.
+    failures: [AtomicU64; 4],
+    quarantines: AtomicU64,
+    quarantine: Mutex<Quarantine>,
     version_changed: tokio::sync::Notify,
 }
 
+/// Consecutive sandbox failures and the quarantine they led to.
+#[derive(Debug, Default)]
+struct Quarantine {
+    /// Sandbox failures since the last call that completed.
+    consecutive: u32,
+    /// Quarantines since the last call that completed; sets the cool-down.
+    strikes: u32,
+    /// End of the current (or last) quarantine.
+    until_ms: u64,
+    /// The version that was quarantined: a reload lifts the quarantine.
+    version: Weak<Sandbox>,
+    /// The failure that started it.
+    reason: String,
+}
+
+/// What status shows about a quarantine in force.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuarantineStatus {
+    /// When calls resume by themselves (ms since the Unix epoch).
+    pub until_ms: u64,
+    /// Quarantines in a row without a good call in between.
+    pub strikes: u32,
+    /// The failure that started it.
+    pub reason: String,
+}
+
 impl SourceState {
+    /// Records the outcome of one call into `sandbox`'s connector: counts a
+    /// sandbox failure by class and quarantines the connector after
+    /// `quarantine_after` of them in a row (or after one, on probation right
+    /// after a quarantine); a call that completes (even with a connector
+    /// error) ends the streak.
+    pub fn record_call<T>(&self, sandbox: &Arc<Sandbox>, result: &Result<T, CallError>) {
+        let err = match result {
+            Err(e) if e.is_sandbox_failure() => e,
+            Err(CallError::Overloaded) => return,
+            _ => {
+                let mut q = self.quarantine.lock().expect("lock");
+                q.consecutive = 0;
+                q.strikes = 0;
+                return;
+            }
+        };
+        if let Some(i) = FAILURE_CLASSES.iter().position(|c| *c == err.class()) {
+            self.failures[i].fetch_add(1, Ordering::Relaxed);
+        }
+        if sandbox.quarantine_after == 0 {
+            return;
+        }
+        let mut q = self.quarantine.lock().expect("lock");
+        if !Weak::ptr_eq(&q.version, &Arc::downgrade(sandbox)) {
+            *q = Quarantine {
+                version: Arc::downgrade(sandbox),
+                ..Quarantine::default()
+            };
+        }
+        let now = now_ms();
+        if q.until_ms > now {
+            return; // Already quarantined: a call that was in flight.
+        }
+        q.consecutive += 1;
+        let on_probation = q.strikes > 0;
+        if !on_probation && q.consecutive < sandbox.quarantine_after {
+            return;
+        }
+        q.strikes += 1;
+        let cooldown = sandbox
+            .quarantine_cooldown
+            .saturating_mul(1 << (q.strikes - 1).min(16))
+            .min(MAX_QUARANTINE.max(sandbox.quarantine_cooldown));
+        q.until_ms = now + cooldown.as_millis() as u64;
+        q.reason = err.to_string();
+        let failures = q.consecutive;
+        q.consecutive = 0;
+        self.quarantines.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            connector = %sandbox.name,
+            failures,
+            strikes = q.strikes,
+            cooldown_ms = cooldown.as_millis() as u64,
+            error = %err,
+            "Connector quarantined after consecutive sandbox failures; calls resume after the cool-down, a reload or POST /v1/connectors/{{name}}/resume."
+        );
+    }
+
+    /// How long `sandbox`'s connector stays quarantined, if it is; a
+    /// quarantine of an earlier version does not count.
+    pub fn quarantined(&self, sandbox: &Arc<Sandbox>) -> Option<Duration> {
+        let q = self.quarantine.lock().expect("lock");
+        if !Weak::ptr_eq(&q.version, &Arc::downgrade(sandbox)) {
+            return None;
+        }
+        let now = now_ms();
+        (q.until_ms > now).then(|| Duration::from_millis(q.until_ms - now))
+    }
+
+    /// The quarantine in force for `sandbox`'s connector, for status.
+    pub fn quarantine_status(&self, sandbox: &Arc<Sandbox>) -> Option<QuarantineStatus> {
+        self.quarantined(sandbox)?;
+        let q = self.quarantine.lock().expect("lock");
+        Some(QuarantineStatus {
+            until_ms: q.until_ms,
+            strikes: q.strikes,
+            reason: q.reason.clone(),
+        })
+    }
+
+    /// Lifts a quarantine and forgets the failure streak; `true` if one was
+    /// in force.
+    pub fn resume(&self) -> bool {
+        let mut q = self.quarantine.lock().expect("lock");
+        let was = q.until_ms > now_ms();
+        *q = Quarantine::default();
+        was
+    }
+
+    /// Writes `inlet_connector_failures_total{source,class}` and
+    /// `inlet_connector_quarantines_total{source}` in Prometheus text.
+    pub fn write_sandbox_metrics(out: &mut String, sources: &[(String, Arc<SourceState>)]) {
+        let _ = writeln!(
+            out,
+            "# HELP inlet_connector_failures_total Calls that failed in the sandbox, by class (trap, deadline, memory, limit).\n# TYPE inlet_connector_failures_total counter"
+        );
+        for (name, state) in sources {
+            for (class, count) in FAILURE_CLASSES.iter().zip(&state.failures) {
+                let _ = writeln!(
+                    out,
+                    "inlet_connector_failures_total{{source=\"{name}\",class=\"{class}\"}} {}",
+                    count.load(Ordering::Relaxed)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP inlet_connector_quarantines_total Times a connector was quarantined.\n# TYPE inlet_connector_quarantines_total counter"
+        );
+        for (name, state) in sources {
+            let _ = writeln!(
+                out,
+                "inlet_connector_quarantines_total{{source=\"{name}\"}} {}",
+                state.quarantines.load(Ordering::Relaxed)
+            );
+        }
+    }
+
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().expect("lock").clone()
     }

@@ -10,10 +10,12 @@
 
 mod bindings;
 mod cache;
+mod capability;
 mod sandbox;
 mod state;
 
 pub use cache::{ComponentCache, Origin, UNUSED_ENTRY_TTL};
+pub use capability::Import;
 pub use sandbox::Sandbox;
 pub use state::HostState;
 
@@ -27,6 +29,9 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 /// How often the epoch ticks; guests yield to the scheduler at this pace.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The interface every connector exports.
+const CONNECTOR_EXPORT: &str = "inlet:connector/connector@0.1.0";
 
 /// Engine-wide settings.
 #[derive(Debug, Clone)]
@@ -111,6 +116,35 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// What a push client is told: the class and the host's limit, never
+    /// the guest's own words (those go to the host log and status).
+    pub fn public_message(&self) -> String {
+        match self {
+            CallError::Connector(_) => "the connector returned an error".to_string(),
+            CallError::Trap(_) => "the connector trapped".to_string(),
+            CallError::Deadline(d) => format!("the connector ran past its deadline of {d:?}"),
+            CallError::Memory(mb) => {
+                format!("the connector exceeded its memory limit of {mb} MiB")
+            }
+            CallError::Limit(_) => {
+                "the connector returned more than its per-call limits allow".to_string()
+            }
+            CallError::Overloaded => "no connector instance slot is free".to_string(),
+        }
+    }
+
+    /// Whether this is a sandbox failure (trap, deadline, memory, limit):
+    /// what counts towards quarantine.
+    pub fn is_sandbox_failure(&self) -> bool {
+        matches!(
+            self,
+            CallError::Trap(_)
+                | CallError::Deadline(_)
+                | CallError::Memory(_)
+                | CallError::Limit(_)
+        )
+    }
+
     /// A short class name for metrics and error bodies.
     pub fn class(&self) -> &'static str {
         match self {
@@ -168,10 +202,14 @@ impl Runtime {
     /// with WASI, wasi:http and the `host` interface.
     pub fn new(options: &RuntimeOptions) -> anyhow::Result<Self> {
         let (engine, pooling) = if options.pooling {
-            match Engine::new(&Self::config(Some(options.max_instances))) {
+            match Self::probe_pooling(options.max_instances) {
                 Ok(engine) => (engine, true),
                 Err(err) => {
-                    tracing::warn!(error = %err, "Pooling allocator unavailable; using on-demand instance allocation.");
+                    tracing::warn!(
+                        error = format!("{err:#}"),
+                        max_instances = options.max_instances,
+                        "Pooling allocator unavailable; using on-demand instance allocation."
+                    );
                     (Engine::new(&Self::config(None))?, false)
                 }
             }
@@ -209,6 +247,31 @@ impl Runtime {
             pooling,
             ticker,
         })
+    }
+
+    /// Builds a pooling engine and proves it works. `Engine::new` reserves
+    /// the whole pool's address space (memories, tables, stacks) up front,
+    /// which is what fails on machines with a small `ulimit -v` or strict
+    /// overcommit; instantiating a one-page memory then commits a slot, so
+    /// a pool that reserves but cannot be used is caught here too, not on
+    /// the first request.
+    fn probe_pooling(max_instances: u32) -> anyhow::Result<Engine> {
+        use anyhow::Context as _;
+        let engine = Engine::new(&Self::config(Some(max_instances)))
+            .map_err(anyhow::Error::from)
+            .context("reserving the instance pool")?;
+        let probe = Component::new(
+            &engine,
+            "(component (core module $m (memory 1)) (core instance (instantiate $m)))",
+        )
+        .map_err(anyhow::Error::from)
+        .context("compiling the pool probe")?;
+        let mut store = Store::new(&engine, ());
+        Linker::<()>::new(&engine)
+            .instantiate(&mut store, &probe)
+            .map_err(anyhow::Error::from)
+            .context("instantiating the pool probe")?;
+        Ok(engine)
     }
 
     fn config(pool: Option<u32>) -> Config {
@@ -252,15 +315,35 @@ impl Runtime {
         Ok(Component::new(&self.engine, bytes)?)
     }
 
+    /// Every import of `component` and whether the host grants it (what
+    /// `inlet check` prints).
+    pub fn imports(&self, component: &Component) -> Vec<Import> {
+        capability::imports(&self.engine, component)
+    }
+
     /// Links a compiled component against the host: fails when it imports
-    /// something the host does not provide or does not export our world.
+    /// something the host does not grant (listing the imports), or when it
+    /// is not an `inlet:connector` plugin (naming what it exports instead).
     pub fn link(&self, component: &Component) -> anyhow::Result<Code> {
+        capability::check(&self.engine, component)?;
+        if component.get_export_index(None, CONNECTOR_EXPORT).is_none() {
+            let exports = capability::exports(&self.engine, component);
+            let exports = if exports.is_empty() {
+                "nothing".to_string()
+            } else {
+                exports.join(", ")
+            };
+            anyhow::bail!(
+                "the component is of another world: it does not export `{CONNECTOR_EXPORT}` \
+                 (it exports {exports}); build connectors with inlet-sdk's `export_connector!`"
+            );
+        }
         let pre = self.linker.instantiate_pre(component).map_err(|e| {
-            anyhow::anyhow!("the component needs imports the host does not provide: {e}")
+            anyhow::anyhow!("the component needs imports the host does not provide: {e:#}")
         })?;
         let pre = PluginPre::new(pre).map_err(|e| {
             anyhow::anyhow!(
-                "the component does not export the `inlet:connector/connector@0.1.0` interface: {e}"
+                "the component's `{CONNECTOR_EXPORT}` export does not match the host's version of the interface: {e:#}"
             )
         })?;
         Ok(Code { pre })
@@ -274,13 +357,23 @@ impl Runtime {
     ) -> Result<(Store<HostState>, Plugin), CallError> {
         let mut store = Store::new(&self.engine, HostState::new(sandbox.clone()));
         store.limiter(|s| &mut s.limits);
+        // Bounds what wasmtime copies out of the guest in one call (results
+        // and host-call arguments) before anything is allocated on the host.
+        store.set_hostcall_fuel(hostcall_fuel(sandbox));
         let started = Instant::now();
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             if started.elapsed() > deadline {
                 Ok(wasmtime::UpdateDeadline::Interrupt)
             } else {
-                Ok(wasmtime::UpdateDeadline::Yield(1))
+                // tokio's own yield, not wasmtime's plain wake-up: tokio
+                // then polls its IO driver before resuming us, so a busy
+                // guest cannot delay other connections' IO by up to
+                // `event_interval` (61) ticks of 10 ms.
+                Ok(wasmtime::UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
             }
         });
         let plugin = code
@@ -462,6 +555,21 @@ fn convert_events(
         .collect())
 }
 
+/// Hostcall fuel for one call: enough for `max_bytes_per_call` of payload
+/// plus as much again for ids, keys and attributes, and the host-side
+/// record of `max_events_per_call` events. A result past it fails while
+/// being lifted, so 1,000,000 events or a 100 MB payload are refused without
+/// being copied into the host.
+fn hostcall_fuel(sandbox: &Sandbox) -> usize {
+    let events =
+        (sandbox.max_events_per_call as usize).saturating_mul(std::mem::size_of::<types::Event>());
+    usize::try_from(sandbox.max_bytes_per_call)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(2)
+        .saturating_add(events)
+        .saturating_add(1 << 20)
+}
+
 fn classify(
     err: wasmtime::Error,
     store: &Store<HostState>,
@@ -482,6 +590,16 @@ fn classify(
         .is_some()
     {
         return CallError::Overloaded;
+    }
+    // wasmtime's hostcall-fuel error type is private; its message is stable.
+    if err
+        .chain()
+        .any(|e| e.to_string().contains("fuel allocated for hostcalls"))
+    {
+        return CallError::Limit(format!(
+            "the data it returned is over the per-call limits of {} events and {} payload bytes",
+            sandbox.max_events_per_call, sandbox.max_bytes_per_call
+        ));
     }
     // Keep the first line: guest internals stay in the host log.
     let text = format!("{err}");

@@ -11,13 +11,24 @@ use std::time::Duration;
 /// The resolved sandbox of one connector.
 #[derive(Debug)]
 pub struct Sandbox {
+    /// The source name, for logs.
     pub name: Arc<str>,
+    /// The manifest's `[config]` table, read by the guest via `host.config`.
     pub config: BTreeMap<String, String>,
+    /// Linear-memory limit of one instance, in bytes.
     pub memory_bytes: usize,
+    /// Deadline of `describe` and `on-push` (wasm and host calls).
     pub push_deadline: Duration,
+    /// Deadline of `partitions` and `pull` (wasm and host calls).
     pub pull_deadline: Duration,
+    /// Most events one call may return.
     pub max_events_per_call: u32,
+    /// Most payload bytes one call may return.
     pub max_bytes_per_call: u64,
+    /// Consecutive sandbox failures before quarantine; 0 never quarantines.
+    pub quarantine_after: u32,
+    /// First quarantine cool-down; doubles per repeated quarantine.
+    pub quarantine_cooldown: Duration,
     allowed: Vec<HostPattern>,
     inject: Vec<(HostPattern, HeaderName, HeaderValue)>,
 }
@@ -155,6 +166,10 @@ impl Sandbox {
                 .max_events_per_call
                 .unwrap_or(defaults.max_events_per_call),
             max_bytes_per_call: s.max_bytes_per_call.unwrap_or(defaults.max_bytes_per_call),
+            quarantine_after: s.quarantine_after.unwrap_or(defaults.quarantine_after),
+            quarantine_cooldown: s
+                .quarantine_cooldown
+                .unwrap_or(defaults.quarantine_cooldown),
             allowed,
             inject,
         })
