@@ -1,12 +1,103 @@
-//! Benchmarks: see BENCHMARKS.md.
+//! `cargo xtask bench [push|all] [--smoke]`: release builds, each figure
+//! beside a ceiling measured in the same run; a markdown table on stdout and
+//! JSON under `target/bench/`. See BENCHMARKS.md.
 
+mod load;
+mod push;
 mod reload;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 
 pub fn run(which: &str, smoke: bool) -> Result<()> {
-    match which {
-        "all" | "reload" => reload::run(smoke),
-        other => bail!("unknown benchmark `{other}`"),
+    let all = which == "all";
+    let mut ran = false;
+    if all || which == "push" {
+        push::run(smoke)?;
+        ran = true;
     }
+    if all || which == "reload" {
+        reload::run(smoke)?;
+        ran = true;
+    }
+    if !ran {
+        bail!("unknown benchmark `{which}`; use push, reload or all");
+    }
+    Ok(())
+}
+
+/// Builds the release `inlet` binary and the example plugins.
+pub(crate) fn build_release() -> Result<PathBuf> {
+    crate::run(crate::cargo().args(["build", "--release", "-p", "inlet-host", "--bin", "inlet"]))?;
+    crate::build_plugins()?;
+    Ok(crate::target_dir().join("release").join("inlet"))
+}
+
+/// A running `inlet serve` child process.
+pub(crate) struct Inlet {
+    child: Child,
+    pub addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Inlet {
+    /// Starts `inlet serve` on a free port over a temp dir holding
+    /// `plugins` (name, wasm path, manifest).
+    pub fn start(
+        bin: &PathBuf,
+        plugins: &[(&str, PathBuf, Option<&str>)],
+        extra: &[&str],
+    ) -> Result<Inlet> {
+        use std::io::{BufRead, BufReader};
+        let dir = tempfile::tempdir()?;
+        let pdir = dir.path().join("plugins.d");
+        std::fs::create_dir_all(&pdir)?;
+        for (name, wasm, manifest) in plugins {
+            std::fs::copy(wasm, pdir.join(format!("{name}.wasm")))?;
+            if let Some(m) = manifest {
+                std::fs::write(pdir.join(format!("{name}.toml")), m)?;
+            }
+        }
+        let mut child = Command::new(bin)
+            .args(["serve", "--listen", "127.0.0.1:0", "--plugins"])
+            .arg(&pdir)
+            .arg("--data")
+            .arg(dir.path().join("data"))
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting inlet")?;
+        let stdout = child.stdout.take().expect("piped");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .with_context(|| format!("unexpected first line from inlet: {line:?}"))?
+            .to_string();
+        Ok(Inlet {
+            child,
+            addr,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for Inlet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub(crate) fn write_json(name: &str, value: &serde_json::Value) -> Result<()> {
+    let dir = crate::target_dir().join("bench");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_vec_pretty(value)?)?;
+    eprintln!("xtask: wrote {}", path.display());
+    Ok(())
 }

@@ -49,6 +49,13 @@ pub struct Limits {
     pub max_in_flight: u32,
     /// Concurrent pulls across all connectors.
     pub pull_workers: u32,
+    /// How long a client may take to send its request headers; slower
+    /// connections (slowloris) are closed.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send a push body (408 after that).
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub body_read_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -57,6 +64,8 @@ impl Default for Limits {
             max_body_bytes: 1024 * 1024,
             max_in_flight: 1024,
             pull_workers: 8,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -136,6 +145,11 @@ impl HostConfig {
             ));
         }
         for (key, d) in [
+            (
+                "limits.header_read_timeout",
+                self.limits.header_read_timeout,
+            ),
+            ("limits.body_read_timeout", self.limits.body_read_timeout),
             ("sandbox.push_deadline", self.sandbox.push_deadline),
             ("sandbox.pull_deadline", self.sandbox.pull_deadline),
             (

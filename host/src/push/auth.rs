@@ -78,7 +78,9 @@ fn read_secrets(
     }
     if let Some(file) = file {
         for name in file.names() {
-            let text = std::fs::read_to_string(name).map_err(|e| {
+            // Relative paths are relative to the manifest's directory.
+            let file_path = path.parent().unwrap_or(Path::new(".")).join(name);
+            let text = std::fs::read_to_string(&file_path).map_err(|e| {
                 ConfigError::invalid(
                     path,
                     &format!("push.auth.{key}_file"),

@@ -25,9 +25,6 @@ use hyper::body::Incoming;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long a sender may take to deliver a body.
-const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Handles one push request for `source`; `rest` is the path after it.
 pub async fn handle(
     host: &Arc<Host>,
@@ -83,7 +80,7 @@ pub async fn handle(
         return rejected(too_large(max));
     }
     let body = match tokio::time::timeout(
-        BODY_READ_TIMEOUT,
+        host.config.limits.body_read_timeout,
         http_body_util::Limited::new(body, max as usize).collect(),
     )
     .await

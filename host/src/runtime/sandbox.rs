@@ -131,15 +131,17 @@ impl Sandbox {
                         ),
                     )
                 })?,
-                (None, Some(file)) => std::fs::read_to_string(file)
-                    .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-                    .map_err(|e| {
-                        ConfigError::invalid(
-                            manifest_path,
-                            &format!("{key}.value_file"),
-                            format!("cannot read {}: {e}", file.display()),
-                        )
-                    })?,
+                (None, Some(file)) => std::fs::read_to_string(
+                    manifest_path.parent().unwrap_or(Path::new(".")).join(file),
+                )
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|e| {
+                    ConfigError::invalid(
+                        manifest_path,
+                        &format!("{key}.value_file"),
+                        format!("cannot read {}: {e}", file.display()),
+                    )
+                })?,
                 (None, None) => unreachable!("validated by Manifest::parse"),
             };
             let value =
