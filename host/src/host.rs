@@ -11,17 +11,16 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 
 /// How long shutdown waits for requests in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-/// How often expired dedup marks are collected.
-const GC_EVERY: Duration = Duration::from_secs(60);
 
 /// Everything a request handler or a pull needs.
 pub struct Host {
@@ -34,6 +33,8 @@ pub struct Host {
     pub admin_token: Option<String>,
     pub shutdown: CancellationToken,
     ready: AtomicBool,
+    /// Held for the host's lifetime: one `inlet serve` per data directory.
+    _lock: DataDirLock,
 }
 
 impl Host {
@@ -69,6 +70,7 @@ impl Server {
             );
         }
         let config = Arc::new(config);
+        let lock = DataDirLock::acquire(&config.data_dir)?;
         let store = SledStore::open(&config.data_dir, !options.unsafe_no_fsync)
             .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
         let store: Arc<dyn Store> = Arc::new(store);
@@ -93,6 +95,7 @@ impl Server {
             shutdown: CancellationToken::new(),
             ready: AtomicBool::new(false),
             config: config.clone(),
+            _lock: lock,
         });
         if !config.plugins_dir.is_dir() {
             tracing::warn!(dir = %config.plugins_dir.display(), "The plugins directory does not exist; no connector is loaded.");
@@ -135,6 +138,9 @@ impl Server {
         {
             tracing::warn!("Drain timeout: some requests were cut off.");
         }
+        if let Err(err) = self.host.store.flush() {
+            tracing::error!(error = %err, "Final store flush failed.");
+        }
         tracing::info!("Shutdown complete.");
     }
 }
@@ -155,9 +161,18 @@ async fn accept_loop(host: Arc<Host>, listener: TcpListener, tasks: TaskTracker)
         };
         let _ = stream.set_nodelay(true);
         let h = host.clone();
-        let service = service_fn(move |req| {
+        let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
             let h = h.clone();
-            async move { Ok::<_, std::convert::Infallible>(crate::api::route(h, req).await) }
+            let id = request_id(req.headers());
+            let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+            async move {
+                let mut resp = crate::api::route(h, req).await;
+                if let Ok(v) = http::HeaderValue::from_str(&id) {
+                    resp.headers_mut().insert("x-request-id", v);
+                }
+                Ok::<_, std::convert::Infallible>(resp)
+            }
+            .instrument(span)
         });
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -174,19 +189,108 @@ async fn accept_loop(host: Arc<Host>, listener: TcpListener, tasks: TaskTracker)
     graceful.shutdown().await;
 }
 
+/// The caller's `X-Request-Id` when it is short and printable, else a new
+/// one; it is on every log line of the request and echoed in the response.
+fn request_id(headers: &http::HeaderMap) -> String {
+    if let Some(given) = headers.get("x-request-id").and_then(|v| v.to_str().ok())
+        && !given.is_empty()
+        && given.len() <= 128
+        && given.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return given.to_string();
+    }
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static PREFIX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let prefix = PREFIX.get_or_init(rand::random);
+    format!("{prefix:08x}-{:08x}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// An exclusive lock on `data_dir/LOCK`, holding the owner's pid.
+struct DataDirLock {
+    _file: std::fs::File,
+}
+
+impl DataDirLock {
+    fn acquire(dir: &std::path::Path) -> anyhow::Result<Self> {
+        use std::io::{Read, Seek, Write};
+        std::fs::create_dir_all(dir).map_err(|e| {
+            anyhow::anyhow!("cannot create the data directory {}: {e}", dir.display())
+        })?;
+        let path = dir.join("LOCK");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                anyhow::bail!(
+                    "the data directory {} is in use by another inlet process (pid {}); stop it or use another --data directory",
+                    dir.display(),
+                    holder.trim()
+                );
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                anyhow::bail!("cannot lock {}: {e}", path.display())
+            }
+        }
+        file.set_len(0)?;
+        file.rewind()?;
+        write!(file, "{}", std::process::id())?;
+        file.sync_all()?;
+        Ok(DataDirLock { _file: file })
+    }
+}
+
+/// Background compaction: expired dedup marks and per-source retention,
+/// off the request path.
 async fn gc_loop(host: Arc<Host>) {
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(GC_EVERY) => {}
+            _ = tokio::time::sleep(host.config.compaction_interval) => {}
             _ = host.shutdown.cancelled() => return,
         }
-        let store = host.store.clone();
-        match tokio::task::spawn_blocking(move || store.collect_expired(crate::store::now_ms()))
-            .await
-        {
-            Ok(Ok(n)) if n > 0 => tracing::debug!(removed = n, "Expired dedup marks collected."),
-            Ok(Err(err)) => tracing::warn!(error = %err, "Collecting expired dedup marks failed."),
-            _ => {}
+        let h = host.clone();
+        let _ = tokio::task::spawn_blocking(move || compact(&h)).await;
+    }
+}
+
+fn compact(host: &Host) {
+    let now = crate::store::now_ms();
+    match host.store.collect_expired(now) {
+        Ok(n) if n > 0 => tracing::debug!(removed = n, "Expired dedup marks collected."),
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %err, "Collecting expired dedup marks failed."),
+    }
+    for connector in host.registry.all() {
+        let stream = connector.manifest.stream;
+        if stream.retention.is_none() && stream.max_bytes.is_none() {
+            continue;
+        }
+        let policy = crate::store::Retention {
+            max_age: stream.retention,
+            max_bytes: stream.max_bytes,
+        };
+        match host.store.trim(&connector.name, &policy, now) {
+            Ok(out) if out.removed > 0 => {
+                let c = &host.registry.source(&connector.name).counters;
+                crate::registry::Counters::add(&c.events_trimmed, out.removed);
+                crate::registry::Counters::add(&c.events_trimmed_forced, out.forced);
+                if out.forced > 0 {
+                    tracing::warn!(source = %connector.name, removed = out.removed, forced = out.forced, "Retention removed events a consumer had not read yet (max_bytes).");
+                } else {
+                    tracing::info!(source = %connector.name, removed = out.removed, bytes = out.bytes_after, "Retention removed old events.");
+                }
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(source = %connector.name, error = %err, "Applying retention failed.")
+            }
         }
     }
 }

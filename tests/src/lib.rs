@@ -188,3 +188,84 @@ where
         pause = (pause * 2).min(Duration::from_millis(200));
     }
 }
+
+/// The real `inlet` binary as a child process, for tests that signal or
+/// kill it. Its stderr (the log) goes to `dir/inlet.log`.
+pub struct ChildHost {
+    pub child: std::process::Child,
+    pub base: String,
+    pub log: PathBuf,
+}
+
+impl ChildHost {
+    /// Starts `bin serve --listen 127.0.0.1:0` over `dir/plugins.d` and
+    /// `dir/data`, with `extra` arguments and `envs`, and waits for its
+    /// "listening on" line. Returns the exit status and log instead when
+    /// the process exits before listening.
+    pub fn spawn(
+        bin: &str,
+        dir: &Path,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Result<ChildHost, (std::process::ExitStatus, String)> {
+        use std::io::{BufRead, BufReader};
+        let log = dir.join(format!(
+            "inlet-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let mut cmd = std::process::Command::new(bin);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--plugins"])
+            .arg(dir.join("plugins.d"))
+            .arg("--data")
+            .arg(dir.join("data"))
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("inlet starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        match line.trim().strip_prefix("listening on ") {
+            Some(base) => Ok(ChildHost {
+                child,
+                base: base.to_string(),
+                log,
+            }),
+            None => {
+                let status = child.wait().unwrap();
+                Err((status, std::fs::read_to_string(&log).unwrap_or_default()))
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ChildHost {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

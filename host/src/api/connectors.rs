@@ -238,7 +238,7 @@ pub fn metrics(host: &Arc<Host>) -> Resp {
     let mut out = String::new();
     let sources = host.registry.known_sources();
     type Getter = fn(&crate::registry::Counters) -> u64;
-    let counters: [(&str, &str, Getter); 10] = [
+    let counters: [(&str, &str, Getter); 12] = [
         (
             "inlet_push_accepted_total",
             "Push requests accepted.",
@@ -279,6 +279,16 @@ pub fn metrics(host: &Arc<Host>) -> Resp {
         ("inlet_reloads_total", "Connector versions loaded.", |c| {
             c.reloads.load(Relaxed)
         }),
+        (
+            "inlet_events_trimmed_total",
+            "Events removed by retention.",
+            |c| c.events_trimmed.load(Relaxed),
+        ),
+        (
+            "inlet_events_trimmed_forced_total",
+            "Events removed by max_bytes before a consumer cursor reached them.",
+            |c| c.events_trimmed_forced.load(Relaxed),
+        ),
     ];
     for (metric, help, get) in counters {
         let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} counter");
@@ -304,6 +314,11 @@ pub fn metrics(host: &Arc<Host>) -> Resp {
         out,
         "# HELP inlet_connectors_loaded Connectors loaded.\n# TYPE inlet_connectors_loaded gauge\ninlet_connectors_loaded {}",
         host.registry.all().len()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP inlet_push_in_flight Push requests being processed.\n# TYPE inlet_push_in_flight gauge\ninlet_push_in_flight {}",
+        host.config.limits.max_in_flight as usize - host.push_slots.available_permits()
     );
     let cache = host.registry.cache();
     let _ = writeln!(

@@ -3,37 +3,60 @@
 
 mod connectors;
 pub mod reply;
+pub mod routes;
 mod streams;
 
 use crate::host::Host;
-use http::{Method, StatusCode};
+use http::StatusCode;
 use hyper::body::Incoming;
 use reply::Resp;
+use routes::RouteId;
 use std::sync::Arc;
 
-/// Routes one request.
+/// Routes one request through the [`routes::ROUTES`] table.
 pub async fn route(host: Arc<Host>, req: http::Request<Incoming>) -> Resp {
     let path = req.uri().path().to_string();
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let method = req.method().clone();
-    if let ["ingest", source, rest @ ..] = segments.as_slice() {
-        let rest = if rest.is_empty() {
-            String::new()
-        } else {
-            format!("/{}", rest.join("/"))
-        };
-        return crate::push::handle(&host, source, &rest, req).await;
-    }
-    if segments.first() == Some(&"v1")
+    let (id, params) = match routes::find(&method, &path) {
+        routes::Match::Found(id, params) => (
+            id,
+            params.into_iter().map(str::to_string).collect::<Vec<_>>(),
+        ),
+        routes::Match::MethodNotAllowed(allowed) => {
+            let mut r = reply::error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                &format!(
+                    "{method} is not allowed on {path}; use {}",
+                    allowed.join(", ")
+                ),
+            );
+            if let Ok(v) = http::HeaderValue::from_str(&allowed.join(", ")) {
+                r.headers_mut().insert(http::header::ALLOW, v);
+            }
+            return r;
+        }
+        routes::Match::NotFound => {
+            return reply::error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("no route for {method} {path}"),
+            );
+        }
+    };
+    if path.starts_with("/v1/")
         && let Some(denied) = check_admin(&host, req.headers())
     {
         return denied;
     }
-    match (&method, segments.as_slice()) {
-        (&Method::GET, ["healthz"]) => {
-            reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+    let p = |i: usize| params[i].as_str();
+    match id {
+        RouteId::Ingest => {
+            let rest = params.get(1).map(|r| format!("/{r}")).unwrap_or_default();
+            crate::push::handle(&host, p(0), &rest, req).await
         }
-        (&Method::GET, ["readyz"]) => {
+        RouteId::Healthz => reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+        RouteId::Readyz => {
             if host.ready() {
                 reply::json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
             } else {
@@ -44,28 +67,19 @@ pub async fn route(host: Arc<Host>, req: http::Request<Incoming>) -> Resp {
                 )
             }
         }
-        (&Method::GET, ["metrics"]) => connectors::metrics(&host),
-        (&Method::GET, ["v1", "streams", source, "events"]) => {
-            streams::events(&host, source, req.uri().query()).await
-        }
-        (&Method::GET, ["v1", "connectors"]) => connectors::list(&host),
-        (&Method::GET, ["v1", "connectors", name]) => connectors::show(&host, name),
-        (&Method::POST, ["v1", "connectors", name, "resume"]) => connectors::resume(&host, name),
-        (&Method::POST, ["v1", "connectors", name, "pull"]) => {
-            connectors::pull_now(&host, name).await
-        }
-        (_, ["v1", "connectors", name, "checkpoint"]) => {
-            connectors::checkpoint(&host, name, req).await
-        }
-        (&Method::POST, ["v1", "reload"]) => {
+        RouteId::Metrics => connectors::metrics(&host),
+        RouteId::OpenApi => reply::text(StatusCode::OK, "application/json", routes::OPENAPI),
+        RouteId::StreamEvents => streams::events(&host, p(0), req.uri().query()).await,
+        RouteId::Cursor => streams::cursor(&host, p(0), p(1), req).await,
+        RouteId::Connectors => connectors::list(&host),
+        RouteId::Connector => connectors::show(&host, p(0)),
+        RouteId::Resume => connectors::resume(&host, p(0)),
+        RouteId::Pull => connectors::pull_now(&host, p(0)).await,
+        RouteId::Checkpoint => connectors::checkpoint(&host, p(0), req).await,
+        RouteId::Reload => {
             let changed = crate::registry::rescan(&host).await;
             reply::json(StatusCode::OK, &serde_json::json!({"changed": changed}))
         }
-        _ => reply::error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            &format!("no route for {method} {path}"),
-        ),
     }
 }
 

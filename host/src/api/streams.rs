@@ -84,3 +84,73 @@ pub async fn events(host: &Arc<Host>, source: &str, query: Option<&str>) -> Resp
         }
     }
 }
+
+/// `GET`/`PUT /v1/streams/{source}/cursors/{name}`.
+pub async fn cursor(
+    host: &Arc<Host>,
+    source: &str,
+    name: &str,
+    req: http::Request<hyper::body::Incoming>,
+) -> Resp {
+    use http_body_util::BodyExt;
+    if !crate::config::valid_source_name(name) {
+        return reply::error(
+            StatusCode::BAD_REQUEST,
+            "bad_cursor_name",
+            "a cursor name is letters, digits, `-` and `_`, at most 64",
+        );
+    }
+    let known = host.registry.get(source).is_some()
+        || matches!(host.store.last_offset(source), Ok(Some(_)));
+    if !known {
+        return reply::error(
+            StatusCode::NOT_FOUND,
+            "unknown_source",
+            &format!("no connector is loaded for source `{source}` and it has no events"),
+        );
+    }
+    if req.method() == http::Method::GET {
+        return match host.store.cursor(source, name) {
+            Ok(Some(offset)) => reply::json(
+                StatusCode::OK,
+                &serde_json::json!({"name": name, "offset": offset}),
+            ),
+            Ok(None) => reply::error(
+                StatusCode::NOT_FOUND,
+                "unknown_cursor",
+                &format!("no cursor `{name}` on `{source}`"),
+            ),
+            Err(err) => reply::store_failed(&err),
+        };
+    }
+    let body = match http_body_util::Limited::new(req.into_body(), 4096)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return reply::error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "a cursor body is at most 4 KiB",
+            );
+        }
+    };
+    let offset = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("offset").and_then(|o| o.as_u64()));
+    let Some(offset) = offset else {
+        return reply::error(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "the body is `{\"offset\": <whole number>}`",
+        );
+    };
+    match host.store.set_cursor(source, name, offset).await {
+        Ok(()) => reply::json(
+            StatusCode::OK,
+            &serde_json::json!({"name": name, "offset": offset}),
+        ),
+        Err(err) => reply::store_failed(&err),
+    }
+}

@@ -24,6 +24,10 @@ pub struct HostConfig {
     pub limits: Limits,
     /// Sandbox defaults for every connector; manifests may override them.
     pub sandbox: SandboxDefaults,
+    /// How often retention (`[stream]` in manifests) is applied and expired
+    /// dedup marks are collected.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub compaction_interval: Duration,
 }
 
 impl Default for HostConfig {
@@ -35,6 +39,7 @@ impl Default for HostConfig {
             admin_token_env: None,
             limits: Limits::default(),
             sandbox: SandboxDefaults::default(),
+            compaction_interval: Duration::from_secs(60),
         }
     }
 }

@@ -16,10 +16,26 @@ pub struct Manifest {
     pub pull: PullSection,
     /// Per-connector sandbox limits and outbound network grants.
     pub sandbox: SandboxSection,
+    /// How long, and how much, of the source's journal is kept.
+    pub stream: StreamSection,
     /// Free-form settings the connector reads with `host.config(key)`.
     /// Scalars (strings, numbers, booleans) are passed as strings.
     #[serde(deserialize_with = "config_table")]
     pub config: BTreeMap<String, String>,
+}
+
+/// `[stream]`: retention of the source's journal. Without it, events are
+/// kept forever.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamSection {
+    /// Events received longer ago are removed once every registered
+    /// consumer cursor has passed them.
+    #[serde(deserialize_with = "duration::deserialize_opt")]
+    pub retention: Option<Duration>,
+    /// The journal is cut, oldest first, to stay under this many bytes,
+    /// even past a consumer cursor (counted as forced in metrics).
+    pub max_bytes: Option<u64>,
 }
 
 /// `[push]`.

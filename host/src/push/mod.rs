@@ -185,6 +185,7 @@ pub async fn handle(
     };
     match host.store.commit(commit).await {
         Ok(CommitOutcome::Stored { record, dropped }) => {
+            tracing::debug!(source, events = record.events, duplicates = dropped, first_offset = ?record.first_offset, "Push accepted.");
             Counters::add(&state.counters.push_accepted, 1);
             Counters::add(&state.counters.events_push, record.events as u64);
             Counters::add(&state.counters.events_deduplicated, dropped as u64);

@@ -29,6 +29,8 @@ pub struct Counters {
     pub pull_runs: AtomicU64,
     pub pull_failures: AtomicU64,
     pub reloads: AtomicU64,
+    pub events_trimmed: AtomicU64,
+    pub events_trimmed_forced: AtomicU64,
 }
 
 impl Counters {
@@ -49,6 +51,8 @@ impl Counters {
             "pull_runs": g(&self.pull_runs),
             "pull_failures": g(&self.pull_failures),
             "reloads": g(&self.reloads),
+            "events_trimmed": g(&self.events_trimmed),
+            "events_trimmed_forced": g(&self.events_trimmed_forced),
         })
     }
 }

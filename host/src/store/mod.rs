@@ -153,6 +153,47 @@ pub trait Store: Send + Sync + 'static {
 
     /// Bytes on disk.
     fn size_on_disk(&self) -> u64;
+
+    /// Flushes everything written so far to disk.
+    fn flush(&self) -> Result<(), StoreError>;
+
+    /// A consumer cursor: the last offset consumer `name` has read.
+    fn cursor(&self, source: &str, name: &str) -> Result<Option<u64>, StoreError>;
+
+    /// Every consumer cursor of `source`.
+    fn cursors(&self, source: &str) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// Registers or moves a consumer cursor, durably.
+    async fn set_cursor(&self, source: &str, name: &str, offset: u64) -> Result<(), StoreError>;
+
+    /// Applies a retention policy to the journal of `source`, oldest first.
+    fn trim(
+        &self,
+        source: &str,
+        policy: &Retention,
+        now_ms: u64,
+    ) -> Result<TrimOutcome, StoreError>;
+}
+
+/// How long, and how much, of a source's journal to keep.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Events received longer ago than this may go, once every consumer
+    /// cursor has passed them.
+    pub max_age: Option<Duration>,
+    /// The journal is cut, oldest first, to stay under this many bytes, even
+    /// if a consumer has not read those events yet.
+    pub max_bytes: Option<u64>,
+}
+
+/// What [`Store::trim`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrimOutcome {
+    pub removed: u64,
+    /// Of those, events a consumer cursor had not reached (forced by
+    /// `max_bytes`).
+    pub forced: u64,
+    pub bytes_after: u64,
 }
 
 pub(crate) fn now_ms() -> u64 {

@@ -8,6 +8,8 @@
 //! | `i` 0 source 0 idempotency key        | `1` + expiry(u64 BE) + JSON [`PushRecord`] |
 //! | `d` 0 source 0 event id               | `1` + expiry(u64 BE)           |
 //! | `c` 0 source 0 (0 \| 1 partition)     | JSON [`Checkpoint`] (version-tagged) |
+//! | `o` 0 source 0                        | next offset (u64 BE): offsets never repeat, even after trimming |
+//! | `u` 0 source 0 consumer               | cursor offset (u64 BE)         |
 //!
 //! Values start with a format version byte. Commits are sent to a single
 //! writer thread that drains every request waiting, applies them as one
@@ -15,7 +17,10 @@
 //! caller is answered before that fsync returns.
 
 use super::envelope::line;
-use super::{Checkpoint, Commit, CommitOutcome, PushRecord, Store, StoreError, now_ms};
+use super::{
+    Checkpoint, Commit, CommitOutcome, PushRecord, Retention, Store, StoreError, TrimOutcome,
+    now_ms,
+};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
@@ -33,6 +38,12 @@ enum Op {
         source: String,
         partition: Option<String>,
         value: Option<String>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// A raw key write (cursors), applied with the next group.
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
 }
@@ -150,11 +161,6 @@ impl SledStore {
             commits,
             _writer: Arc::new(WriterHandle(Some(handle))),
         })
-    }
-
-    /// Flushes everything to disk.
-    pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map(|_| ()).map_err(io)
     }
 }
 
@@ -288,6 +294,81 @@ impl Store for SledStore {
     fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
     }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(io)
+    }
+
+    fn cursor(&self, source: &str, name: &str) -> Result<Option<u64>, StoreError> {
+        self.tree
+            .get(key(b'u', source, name.as_bytes()))
+            .map_err(io)?
+            .map(|v| decode_u64(&v))
+            .transpose()
+    }
+
+    fn cursors(&self, source: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let prefix = key(b'u', source, &[]);
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(&prefix) {
+            let (k, v) = item.map_err(io)?;
+            out.push((
+                String::from_utf8_lossy(&k[prefix.len()..]).into_owned(),
+                decode_u64(&v)?,
+            ));
+        }
+        Ok(out)
+    }
+
+    async fn set_cursor(&self, source: &str, name: &str, offset: u64) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.ops
+            .send(Op::Put {
+                key: key(b'u', source, name.as_bytes()),
+                value: offset.to_be_bytes().to_vec(),
+                reply: tx,
+            })
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    fn trim(&self, source: &str, policy: &Retention, now: u64) -> Result<TrimOutcome, StoreError> {
+        let start = event_key(source, 0);
+        let end = event_key(source, u64::MAX);
+        let mut total: u64 = 0;
+        for item in self.tree.range(start.clone()..=end.clone()) {
+            let (_, v) = item.map_err(io)?;
+            total += v.len() as u64;
+        }
+        let lowest_cursor = self.cursors(source)?.into_iter().map(|(_, o)| o).min();
+        let cutoff = policy
+            .max_age
+            .map(|age| now.saturating_sub(age.as_millis() as u64));
+        let mut out = TrimOutcome::default();
+        for item in self.tree.range(start..=end) {
+            let (k, v) = item.map_err(io)?;
+            let offset = u64::from_be_bytes(
+                k[k.len() - 8..]
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("short event key".into()))?,
+            );
+            let unread = lowest_cursor.is_some_and(|c| offset > c);
+            let expired = cutoff.is_some_and(|c| received_ms(&v).is_some_and(|r| r < c));
+            let over = policy.max_bytes.is_some_and(|m| total > m);
+            if !(over || (expired && !unread)) {
+                break;
+            }
+            // Events are immutable once written, so a plain remove is safe.
+            self.tree.remove(&k).map_err(io)?;
+            total -= v.len() as u64;
+            out.removed += 1;
+            if unread {
+                out.forced += 1;
+            }
+        }
+        out.bytes_after = total;
+        Ok(out)
+    }
 }
 
 fn last_offset(tree: &sled::Tree, source: &str) -> Result<Option<u64>, StoreError> {
@@ -315,6 +396,27 @@ fn decode_idempotency(value: &[u8], now: u64) -> Result<Option<PushRecord>, Stor
     serde_json::from_slice(&value[9..])
         .map(Some)
         .map_err(|e| StoreError::Corrupt(format!("idempotency mark: {e}")))
+}
+
+fn decode_u64(value: &[u8]) -> Result<u64, StoreError> {
+    value
+        .try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt("expected an 8-byte number".into()))
+}
+
+/// `received_ms` from a stored envelope, without parsing all of it.
+fn received_ms(value: &[u8]) -> Option<u64> {
+    const FIELD: &[u8] = b"\"received_ms\":";
+    let at = value.windows(FIELD.len()).position(|w| w == FIELD)? + FIELD.len();
+    let digits = value[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    std::str::from_utf8(&value[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
 }
 
 fn decode_checkpoint(value: &[u8]) -> Result<Checkpoint, StoreError> {
@@ -363,6 +465,10 @@ impl Writer {
                 Op::Commit(commit, _) => {
                     self.stage(commit, now, &mut batch, &mut pending).map(Some)
                 }
+                Op::Put { key, value, .. } => {
+                    batch.insert(key.clone(), value.clone());
+                    Ok(None)
+                }
                 Op::SetCheckpoint {
                     source,
                     partition,
@@ -400,7 +506,7 @@ impl Writer {
                 Op::Commit(_, reply) => {
                     let _ = reply.send(result.map(|o| o.expect("commits stage an outcome")));
                 }
-                Op::SetCheckpoint { reply, .. } => {
+                Op::SetCheckpoint { reply, .. } | Op::Put { reply, .. } => {
                     let _ = reply.send(result.map(|_| ()));
                 }
             }
@@ -435,8 +541,19 @@ impl Writer {
         }
         let mut next = match self.next_offsets.get(source) {
             Some(n) => *n,
-            None => last_offset(&self.tree, source)?.map_or(1, |o| o + 1),
+            None => {
+                let after_last = last_offset(&self.tree, source)?.map_or(1, |o| o + 1);
+                let mark = self
+                    .tree
+                    .get(key(b'o', source, &[]))
+                    .map_err(io)?
+                    .map(|v| decode_u64(&v))
+                    .transpose()?
+                    .unwrap_or(1);
+                after_last.max(mark)
+            }
         };
+        let first_next = next;
         let mut record = PushRecord::default();
         let mut dropped = 0;
         for event in &commit.events {
@@ -465,6 +582,9 @@ impl Writer {
             next += 1;
         }
         self.next_offsets.insert(source.to_string(), next);
+        if next != first_next {
+            batch.insert(key(b'o', source, &[]), next.to_be_bytes().to_vec());
+        }
         if let (Some(k), Some((_, original))) = (idem_key, &commit.idempotency) {
             let stored = PushRecord {
                 events: record.events,

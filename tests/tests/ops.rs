@@ -1,0 +1,364 @@
+//! Operations: admin auth, graceful shutdown, one process per data dir,
+//! request ids in logs, retention with consumer cursors, OpenAPI parity.
+
+use inlet_tests::{ChildHost, TestHost, eventually, plugins};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_inlet");
+
+fn dir_with(plugins_: &[(&str, &str, Option<&str>)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("plugins.d");
+    std::fs::create_dir_all(&p).unwrap();
+    for (name, wasm, manifest) in plugins_ {
+        inlet_tests::install(&p, name, wasm, *manifest);
+    }
+    dir
+}
+
+#[tokio::test]
+async fn admin_api_needs_the_token_when_configured() {
+    let dir = dir_with(&[("hooks", plugins::WEBHOOK_JSON, None)]);
+    std::fs::write(
+        dir.path().join("inlet.toml"),
+        "admin_token_env = \"INLET_TEST_ADMIN\"\n",
+    )
+    .unwrap();
+    let config = dir.path().join("inlet.toml");
+    let host = ChildHost::spawn(
+        BIN,
+        dir.path(),
+        &["--config", config.to_str().unwrap()],
+        &[("INLET_TEST_ADMIN", "s3cr3t")],
+    )
+    .expect("starts");
+    let client = reqwest::Client::new();
+    for path in [
+        "/v1/connectors",
+        "/v1/streams/hooks/events",
+        "/v1/openapi.json",
+    ] {
+        let r = client.get(host.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+        let r = client
+            .get(host.url(path))
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+        let r = client
+            .get(host.url(path))
+            .bearer_auth("s3cr3t")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    // Push keeps its own (per-source) auth; health stays open.
+    let r = client
+        .post(host.url("/ingest/hooks"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(
+        client
+            .get(host.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        client
+            .get(host.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn sigterm_drains_an_in_flight_push_then_exits_cleanly() {
+    let dir = dir_with(&[("slow", plugins::SLOW_PUSH, None)]);
+    let mut host = ChildHost::spawn(BIN, dir.path(), &[], &[]).expect("starts");
+    let client = reqwest::Client::new();
+    let url = host.url("/ingest/slow?ms=1500");
+    let c = client.clone();
+    let push = tokio::spawn(async move { c.post(url).body(r#"{"slow":true}"#).send().await });
+    let metrics = host.url("/metrics");
+    eventually(Duration::from_secs(10), "the push to be in flight", || {
+        let client = client.clone();
+        let metrics = metrics.clone();
+        async move {
+            let text = client.get(metrics).send().await.ok()?.text().await.ok()?;
+            text.contains("inlet_push_in_flight 1").then_some(())
+        }
+    })
+    .await;
+    host.terminate();
+    let resp = push.await.unwrap().expect("the in-flight push is answered");
+    assert_eq!(resp.status(), 202, "drained, not cut off");
+    let status = tokio::task::spawn_blocking(move || {
+        let s = host.child.wait().unwrap();
+        (s, host)
+    })
+    .await
+    .unwrap();
+    assert!(
+        status.0.success(),
+        "exit status {:?}; log:\n{}",
+        status.0,
+        status.1.log_text()
+    );
+    drop(status);
+    // The acknowledged event is there after a restart.
+    let host = ChildHost::spawn(BIN, dir.path(), &[], &[]).expect("restarts");
+    let text = client
+        .get(host.url("/v1/streams/slow/events"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+}
+
+#[tokio::test]
+async fn a_second_instance_on_the_same_data_dir_is_refused() {
+    let dir = dir_with(&[("hooks", plugins::WEBHOOK_JSON, None)]);
+    let first = ChildHost::spawn(BIN, dir.path(), &[], &[]).expect("first starts");
+    let Err((status, log)) = ChildHost::spawn(BIN, dir.path(), &[], &[]) else {
+        panic!("a second instance started on the same data dir");
+    };
+    assert!(!status.success());
+    let data = dir.path().join("data");
+    assert!(
+        log.contains(&data.display().to_string()),
+        "names the directory: {log}"
+    );
+    assert!(
+        log.contains(&format!("pid {}", first.child.id())),
+        "names the holder: {log}"
+    );
+    // The first one is unharmed.
+    let r = reqwest::Client::new()
+        .post(first.url("/ingest/hooks"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+}
+
+#[tokio::test]
+async fn push_logs_carry_the_request_id_in_json() {
+    let dir = dir_with(&[("hooks", plugins::WEBHOOK_JSON, None)]);
+    let host = ChildHost::spawn(
+        BIN,
+        dir.path(),
+        &["--log-format", "json"],
+        &[("RUST_LOG", "inlet_host=debug")],
+    )
+    .expect("starts");
+    let client = reqwest::Client::new();
+    let r = client
+        .post(host.url("/ingest/hooks"))
+        .header("x-request-id", "req-test-42")
+        .body(r#"{"id":"x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.headers()["x-request-id"], "req-test-42");
+    let r = client
+        .post(host.url("/ingest/hooks"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let generated = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(!generated.is_empty());
+    let line = eventually(Duration::from_secs(10), "the push log line", || {
+        let log = host.log_text();
+        async move {
+            log.lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|v| {
+                    v["fields"]["message"] == "Push accepted."
+                        && v.to_string().contains("req-test-42")
+                })
+        }
+    })
+    .await;
+    assert_eq!(line["level"], "DEBUG");
+}
+
+#[tokio::test]
+async fn retention_keeps_what_a_consumer_has_not_read_until_max_bytes_forces_it() {
+    let host = TestHost::start_with(
+        &[(
+            "hooks",
+            plugins::WEBHOOK_JSON,
+            Some("[stream]\nretention = \"1ms\"\n"),
+        )],
+        |c| c.compaction_interval = Duration::from_millis(50),
+    )
+    .await;
+    // A consumer registers before anything is read.
+    let r = host
+        .client
+        .put(host.url("/v1/streams/hooks/cursors/etl"))
+        .body(r#"{"offset":0}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for i in 0..5 {
+        let (s, _, _) = host
+            .post_json("/ingest/hooks", &format!(r#"{{"id":"e{i}"}}"#), &[])
+            .await;
+        assert_eq!(s, 202);
+    }
+    // The consumer reads up to offset 3: only 1..=3 may go.
+    let r = host
+        .client
+        .put(host.url("/v1/streams/hooks/cursors/etl"))
+        .body(r#"{"offset":3}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, cursor) = host.get_json("/v1/streams/hooks/cursors/etl").await;
+    assert_eq!(cursor["offset"], 3);
+    let left = eventually(Duration::from_secs(10), "events 1..=3 trimmed", || async {
+        let e = host.events("hooks").await;
+        (e.len() == 2).then_some(e)
+    })
+    .await;
+    let offsets: Vec<u64> = left.iter().map(|e| e["offset"].as_u64().unwrap()).collect();
+    assert_eq!(offsets, vec![4, 5], "unread events are kept");
+    // New events keep increasing offsets even though older ones are gone.
+    let (_, body, _) = host.post_json("/ingest/hooks", r#"{"id":"e5"}"#, &[]).await;
+    assert_eq!(body["first_offset"], 6);
+    let (_, st) = host.get_json("/v1/connectors/hooks").await;
+    assert_eq!(st["counters"]["events_trimmed"], 3, "{st}");
+    assert_eq!(st["counters"]["events_trimmed_forced"], 0, "{st}");
+    let r = host
+        .client
+        .put(host.url("/v1/streams/hooks/cursors/etl"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn max_bytes_cuts_past_a_cursor_and_counts_it() {
+    let host = TestHost::start_with(
+        &[(
+            "hooks",
+            plugins::WEBHOOK_JSON,
+            Some("[stream]\nmax_bytes = 1200\n"),
+        )],
+        |c| c.compaction_interval = Duration::from_millis(50),
+    )
+    .await;
+    host.client
+        .put(host.url("/v1/streams/hooks/cursors/slow-reader"))
+        .body(r#"{"offset":0}"#)
+        .send()
+        .await
+        .unwrap();
+    for i in 0..10 {
+        let body = format!(r#"{{"id":"b{i}","pad":"{}"}}"#, "x".repeat(200));
+        assert_eq!(host.post_json("/ingest/hooks", &body, &[]).await.0, 202);
+    }
+    let left = eventually(
+        Duration::from_secs(10),
+        "the journal cut under max_bytes",
+        || async {
+            let e = host.events("hooks").await;
+            (e.len() < 10).then_some(e)
+        },
+    )
+    .await;
+    assert!(!left.is_empty());
+    assert_eq!(left.last().unwrap()["offset"], 10, "the newest are kept");
+    let (_, st) = host.get_json("/v1/connectors/hooks").await;
+    assert!(
+        st["counters"]["events_trimmed_forced"].as_u64().unwrap() > 0,
+        "{st}"
+    );
+    let metrics = host
+        .client
+        .get(host.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("inlet_events_trimmed_forced_total{source=\"hooks\"}"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn every_documented_route_is_served() {
+    let host = TestHost::start(&[("hooks", plugins::WEBHOOK_JSON, None)]).await;
+    let (status, doc) = host.get_json("/v1/openapi.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 14);
+    for (path, item) in paths {
+        let concrete = path
+            .replace("{source}", "hooks")
+            .replace("{name}", "hooks")
+            .replace("{rest}", "a/b");
+        for method in ["get", "put", "post", "delete", "patch"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let r = host
+                .client
+                .request(m, host.url(&concrete))
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            let text = r.text().await.unwrap();
+            assert!(
+                !text.contains("\"code\":\"not_found\"")
+                    && !text.contains("\"code\":\"method_not_allowed\""),
+                "{method} {path} is documented but not served: {text}"
+            );
+        }
+    }
+    // And an undocumented route is not served.
+    let r = host
+        .client
+        .get(host.url("/v1/nothing"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = host
+        .client
+        .delete(host.url("/v1/connectors"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET");
+}
