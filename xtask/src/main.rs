@@ -6,6 +6,7 @@
 //! - `bench`: the benchmark harness (release build)
 
 mod bench;
+mod crash;
 mod demo;
 
 use anyhow::{Context, Result, bail};
@@ -32,6 +33,12 @@ enum Cmd {
     },
     /// Run the whole test suite: fmt, clippy, unit, integration and doc tests.
     Test,
+    /// Kill -9 the host under push load, restart, and check that every
+    /// acknowledged event is stored exactly once.
+    CrashTest {
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// Run benchmarks (release build); see BENCHMARKS.md.
     Bench {
         /// push | pull | call | all
@@ -50,6 +57,7 @@ fn main() -> Result<()> {
         }
         Cmd::Demo { listen } => demo::run(&listen)?,
         Cmd::Test => test()?,
+        Cmd::CrashTest { rounds } => crash::run(rounds)?,
         Cmd::Bench { which, smoke } => bench::run(&which, smoke)?,
     }
     Ok(())
@@ -177,6 +185,7 @@ fn test() -> Result<()> {
         run(cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
     }
     run(cargo().args(["test", "--workspace", "--doc"]))?;
+    run(cargo().args(["xtask", "crash-test", "--rounds", "3"]))?;
     eprintln!("xtask: all tests passed");
     Ok(())
 }
