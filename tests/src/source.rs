@@ -17,6 +17,8 @@ pub struct Seen {
     pub path: String,
     pub query: Option<String>,
     pub headers: Vec<(String, String)>,
+    /// When the request arrived.
+    pub at: std::time::Instant,
 }
 
 impl Seen {
@@ -73,7 +75,7 @@ impl Answer {
     }
 }
 
-type Handler = dyn Fn(&Seen) -> Answer + Send + Sync;
+type Handler = dyn Fn(Seen) -> futures::future::BoxFuture<'static, Answer> + Send + Sync;
 
 /// A running source server; stops when dropped.
 pub struct SourceServer {
@@ -84,10 +86,63 @@ pub struct SourceServer {
 
 impl SourceServer {
     pub async fn start(handler: impl Fn(&Seen) -> Answer + Send + Sync + 'static) -> SourceServer {
+        Self::start_async(move |seen| {
+            let answer = handler(&seen);
+            Box::pin(async move { answer })
+        })
+        .await
+    }
+
+    /// Like [`SourceServer::start`], with a handler that may wait (hold a
+    /// request open, block until the test says so). The request is recorded
+    /// when it arrives, before the handler answers.
+    pub async fn start_async(
+        handler: impl Fn(Seen) -> futures::future::BoxFuture<'static, Answer> + Send + Sync + 'static,
+    ) -> SourceServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(
+            listener,
+            Arc::new(handler),
+            Arc::new(Mutex::new(Vec::new())),
+        )
+    }
+
+    /// Stops this server, so that connections to its port are refused, and
+    /// returns its address for [`SourceServer::start_async_on`].
+    pub fn halt(self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Starts a server again on `addr` (after [`SourceServer::halt`] or a
+    /// drop), retrying while the old listener is being closed.
+    pub async fn start_async_on(
+        addr: SocketAddr,
+        handler: impl Fn(Seen) -> futures::future::BoxFuture<'static, Answer> + Send + Sync + 'static,
+    ) -> SourceServer {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let listener = loop {
+            match TcpListener::bind(addr).await {
+                Ok(l) => break l,
+                // The old listener closes when its aborted task is dropped.
+                Err(_) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("cannot listen on {addr} again: {e}"),
+            }
+        };
+        Self::serve(
+            listener,
+            Arc::new(handler),
+            Arc::new(Mutex::new(Vec::new())),
+        )
+    }
+
+    fn serve(
+        listener: TcpListener,
+        handler: Arc<Handler>,
+        seen: Arc<Mutex<Vec<Seen>>>,
+    ) -> SourceServer {
         let addr = listener.local_addr().unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let handler: Arc<Handler> = Arc::new(handler);
         let seen2 = seen.clone();
         let task = tokio::spawn(async move {
             loop {
@@ -112,9 +167,10 @@ impl SourceServer {
                                         (k.to_string(), v.to_str().unwrap_or("").to_string())
                                     })
                                     .collect(),
+                                at: std::time::Instant::now(),
                             };
-                            let answer = handler(&s);
-                            seen.lock().unwrap().push(s);
+                            seen.lock().unwrap().push(s.clone());
+                            let answer = handler(s).await;
                             let mut resp =
                                 hyper::Response::new(Full::new(Bytes::from(answer.body)));
                             *resp.status_mut() =

@@ -21,6 +21,7 @@ fn examples_print_their_descriptor() {
     for (file, name, push, pull) in [
         (plugins::WEBHOOK_JSON, "webhook-json", true, false),
         (plugins::HTTP_POLL, "http-poll", false, true),
+        (plugins::STRIPE_EVENTS, "stripe-events", true, true),
     ] {
         let (ok, stdout, stderr) = check(file);
         assert!(ok, "{file}: {stderr}");

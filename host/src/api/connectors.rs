@@ -305,6 +305,7 @@ pub fn metrics(host: &Arc<Host>) -> Resp {
         .map(|s| (s.clone(), host.registry.source(s)))
         .collect();
     crate::registry::SourceState::write_sandbox_metrics(&mut out, &states);
+    crate::pull::write_metrics(&mut out, &states);
     let _ = writeln!(
         out,
         "# HELP inlet_store_bytes Bytes the store uses on disk.\n# TYPE inlet_store_bytes gauge\ninlet_store_bytes {}",

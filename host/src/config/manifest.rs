@@ -158,7 +158,9 @@ pub struct PullSection {
     /// Base interval between pulls; defaults to the connector's schedule.
     #[serde(deserialize_with = "duration::deserialize_opt")]
     pub every: Option<Duration>,
-    /// A cron expression instead of `every` (seconds field first).
+    /// A cron expression instead of `every`: six fields, seconds first
+    /// (`sec min hour day-of-month month day-of-week`, an optional seventh
+    /// for the year), evaluated in UTC. Checked when the manifest loads.
     pub cron: Option<String>,
     /// Adaptive polling never goes faster than this.
     #[serde(deserialize_with = "duration::deserialize_opt")]
@@ -251,6 +253,23 @@ pub struct Inject {
     pub format: String,
 }
 
+/// Parses a pull schedule's cron expression (six or seven fields, seconds
+/// first, UTC). The error says what is wrong and how to write one.
+pub fn parse_cron(expr: &str) -> Result<cron::Schedule, String> {
+    let schedule: cron::Schedule = expr.trim().parse().map_err(|e| {
+        format!(
+            "`{expr}` is not a cron expression ({e}); write six fields, seconds first, \
+             such as \"0 */5 * * * *\" (every five minutes, UTC)"
+        )
+    })?;
+    if schedule.upcoming(chrono::Utc).next().is_none() {
+        return Err(format!(
+            "`{expr}` never fires again; pick a schedule in the future"
+        ));
+    }
+    Ok(schedule)
+}
+
 fn default_format() -> String {
     "{}".to_string()
 }
@@ -304,6 +323,9 @@ impl Manifest {
                 "pull.cron",
                 "set either `every` or `cron`, not both",
             ));
+        }
+        if let Some(expr) = &pull.cron {
+            parse_cron(expr).map_err(|m| ConfigError::invalid(path, "pull.cron", m))?;
         }
         if pull.every.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::invalid(
@@ -478,6 +500,24 @@ batch = 1000
     fn both_every_and_cron_is_refused() {
         let err = parse("[pull]\nevery = \"1m\"\ncron = \"0 * * * * *\"\n").unwrap_err();
         assert!(err.contains("pull.cron"), "{err}");
+    }
+
+    #[test]
+    fn cron_is_checked_at_load() {
+        let m = parse("[pull]\ncron = \"0 */5 * * * *\"\n").unwrap();
+        assert_eq!(m.pull.cron.as_deref(), Some("0 */5 * * * *"));
+        for bad in [
+            "*/5 * * *",
+            "61 * * * * *",
+            "every minute",
+            "0 0 0 1 1 * 1999",
+        ] {
+            let err = parse(&format!("[pull]\ncron = \"{bad}\"\n")).unwrap_err();
+            assert!(
+                err.contains("plugins.d/x.toml") && err.contains("pull.cron") && err.contains(bad),
+                "{err}"
+            );
+        }
     }
 
     #[test]

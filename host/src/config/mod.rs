@@ -11,7 +11,7 @@ pub use duration::parse_duration;
 pub use host::{HostConfig, Limits, SandboxDefaults};
 pub use manifest::{
     AuthConfig, AuthScheme, Inject, Manifest, PullSection, PushSection, RateLimit, Retry,
-    SandboxSection, SecretSource, SignatureEncoding, StreamSection,
+    SandboxSection, SecretSource, SignatureEncoding, StreamSection, parse_cron,
 };
 
 use std::path::{Path, PathBuf};

@@ -3,18 +3,22 @@
 //! its checkpoint in one durable write.
 //!
 //! Guarantees: a partition is never pulled twice at once (a lock per
-//! partition, shared with manual triggers); a failed pull never moves the
-//! checkpoint; `has-more` pulls again at once within a per-run budget of
-//! batches and time; failures back off exponentially with full jitter;
-//! adaptive polling halves the interval after data and doubles it after an
-//! empty run, within `[min_interval, max_interval]`.
+//! partition, shared with manual triggers and checkpoint edits); at most
+//! `max_parallel` partitions of a connector are pulled at once (slots
+//! shared by scheduled and manual runs), and at most `pull_workers` pulls
+//! host-wide; a failed pull never moves the checkpoint; `has-more` pulls
+//! again at once within a per-run budget of batches and time; failures back
+//! off exponentially with full jitter; adaptive polling halves the interval
+//! after data and doubles it after an empty run, within
+//! `[min_interval, max_interval]`; a `cron` schedule fires at its times
+//! (UTC) instead. Regular runs get a little jitter so connectors spread out.
 
 mod schedule;
 
 pub use schedule::Scheduler;
 
 use crate::host::Host;
-use crate::registry::{Connector, Counters};
+use crate::registry::{Connector, Counters, PullStatus, SourceState};
 use crate::runtime::{CallError, ConnectorError};
 use crate::store::{Commit, CommitOutcome, Mode, StoreError, now_ms};
 use futures::StreamExt;
@@ -25,9 +29,13 @@ use std::time::Instant;
 /// What one run pulled.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunSummary {
+    /// Partitions pulled (1 for a connector without partitions).
     pub partitions: usize,
+    /// Batches committed.
     pub batches: u32,
+    /// Events stored.
     pub events: u64,
+    /// Events dropped because their id was already stored for the source.
     pub duplicates: u64,
     /// Partitions that stopped because the run's budget ran out.
     pub budget_exhausted: u32,
@@ -36,10 +44,22 @@ pub struct RunSummary {
 /// Why a run failed. Batches committed before the failure stay committed.
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
+    /// `partitions` or `pull` failed (a connector error, trap or overrun).
     #[error("connector {name}: pull failed: {source}")]
-    Call { name: String, source: CallError },
+    Call {
+        /// The source name.
+        name: String,
+        /// What the call returned.
+        source: CallError,
+    },
+    /// The batch could not be committed; nothing of it was stored.
     #[error("connector {name}: commit failed: {source}")]
-    Store { name: String, source: StoreError },
+    Store {
+        /// The source name.
+        name: String,
+        /// The store's error.
+        source: StoreError,
+    },
 }
 
 impl PullError {
@@ -64,6 +84,45 @@ impl PullError {
                 ..
             } => Some(std::time::Duration::from_secs(s.unwrap_or(1).into())),
             _ => None,
+        }
+    }
+}
+
+/// Writes the pull gauges of every pull connector in Prometheus text:
+/// `inlet_pull_consecutive_failures{source}`,
+/// `inlet_pull_next_attempt_timestamp_seconds{source}` and
+/// `inlet_pull_interval_seconds{source}`.
+pub fn write_metrics(out: &mut String, sources: &[(String, Arc<SourceState>)]) {
+    use std::fmt::Write as _;
+    let pulls: Vec<_> = sources
+        .iter()
+        .map(|(name, state)| (name, state.pull.lock().expect("lock").clone()))
+        .filter(|(_, status)| !status.state.is_empty() || status.next_pull_ms.is_some())
+        .collect();
+    type Gauge = fn(&PullStatus) -> Option<f64>;
+    let gauges: [(&str, &str, Gauge); 3] = [
+        (
+            "inlet_pull_consecutive_failures",
+            "Pull runs in a row that failed (0 after a good run).",
+            |s| Some(s.consecutive_failures.into()),
+        ),
+        (
+            "inlet_pull_next_attempt_timestamp_seconds",
+            "When the next scheduled pull (or retry) starts, in seconds since the Unix epoch.",
+            |s| s.next_pull_ms.map(|ms| ms as f64 / 1000.0),
+        ),
+        (
+            "inlet_pull_interval_seconds",
+            "The current adaptive pull interval.",
+            |s| s.interval_ms.map(|ms| ms as f64 / 1000.0),
+        ),
+    ];
+    for (metric, help, get) in gauges {
+        let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} gauge");
+        for (name, status) in &pulls {
+            if let Some(v) = get(status) {
+                let _ = writeln!(out, "{metric}{{source=\"{name}\"}} {v}");
+            }
         }
     }
 }
@@ -138,6 +197,12 @@ async fn pull_partition(
     let state = host.registry.source(name);
     let lock = state.partition_lock(partition.as_deref());
     let _partition = lock.lock().await;
+    let _slot = host
+        .scheduler
+        .slots(name, connector.manifest.pull.max_parallel)
+        .acquire_owned()
+        .await
+        .expect("the slot semaphore is never closed");
     let _worker = host
         .pull_workers
         .acquire()

@@ -8,51 +8,127 @@ use rand::Rng;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// The pull interval when neither the manifest nor `describe()` gives one.
 pub const DEFAULT_EVERY: Duration = Duration::from_secs(60);
 
-/// Starts and tracks the per-connector loops.
+/// The most a regular run is delayed by jitter: a tenth of the interval, at
+/// most this much, so that connectors started together spread out.
+const MAX_JITTER: Duration = Duration::from_secs(1);
+
+/// How soon a partition whose run budget ran out is pulled again.
+const BUDGET_PAUSE: Duration = Duration::from_millis(100);
+
+/// Starts and tracks the per-connector loops, and holds each connector's
+/// `max_parallel` slots (shared by scheduled and manual runs).
 #[derive(Default)]
 pub struct Scheduler {
     loops: Mutex<HashMap<String, JoinHandle<()>>>,
+    slots: Mutex<HashMap<String, (u32, Arc<Semaphore>)>>,
+}
+
+/// When a connector's regular runs happen.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Cadence {
+    /// A base interval, adapted within `[min, max]` after each run.
+    Every(Duration),
+    /// The fire times of a cron expression (UTC); not adapted.
+    Cron(Box<cron::Schedule>),
 }
 
 /// The timing rules of one connector, from its manifest and descriptor.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Timing {
-    pub every: Duration,
+    pub cadence: Cadence,
+    /// Fastest adaptive interval (`every` when not adaptive).
     pub min: Duration,
+    /// Slowest adaptive interval, and the wait after a permanent failure.
     pub max: Duration,
     pub retry_initial: Duration,
     pub retry_max: Duration,
 }
 
 impl Timing {
+    /// The manifest's `every` or `cron`, else the descriptor's schedule (a
+    /// duration such as `"1m"` or a cron expression), else [`DEFAULT_EVERY`].
     pub(crate) fn of(connector: &Connector) -> Self {
         let pull = &connector.manifest.pull;
-        let every = pull
-            .every
-            .or_else(|| {
-                connector
-                    .descriptor
-                    .schedule
-                    .as_deref()
-                    .and_then(|s| crate::config::parse_duration(s).ok())
-            })
-            .unwrap_or(DEFAULT_EVERY)
-            .max(Duration::from_millis(10));
-        // Adaptive polling is opt-in: without bounds the interval is fixed.
-        let min = pull.min_interval.unwrap_or(every).min(every);
-        let max = pull.max_interval.unwrap_or(every).max(every);
+        let cadence = match (pull.every, &pull.cron) {
+            (Some(every), _) => Cadence::Every(every),
+            (None, Some(expr)) => match crate::config::parse_cron(expr) {
+                Ok(s) => Cadence::Cron(Box::new(s)),
+                // Checked at load; a cron that has since run out of fire
+                // times falls back to the default interval.
+                Err(_) => Cadence::Every(DEFAULT_EVERY),
+            },
+            (None, None) => connector
+                .descriptor
+                .schedule
+                .as_deref()
+                .and_then(|s| {
+                    crate::config::parse_duration(s)
+                        .ok()
+                        .filter(|d| !d.is_zero())
+                        .map(Cadence::Every)
+                        .or_else(|| {
+                            crate::config::parse_cron(s)
+                                .ok()
+                                .map(|c| Cadence::Cron(Box::new(c)))
+                        })
+                })
+                .unwrap_or(Cadence::Every(DEFAULT_EVERY)),
+        };
+        let (min, max) = match &cadence {
+            Cadence::Every(every) => {
+                let every = (*every).max(Duration::from_millis(10));
+                // Adaptive polling is opt-in: without bounds the interval is fixed.
+                (
+                    pull.min_interval.unwrap_or(every).min(every),
+                    pull.max_interval.unwrap_or(every).max(every),
+                )
+            }
+            Cadence::Cron(_) => (
+                pull.min_interval.unwrap_or(BUDGET_PAUSE),
+                pull.max_interval.unwrap_or(Duration::ZERO),
+            ),
+        };
         Timing {
-            every,
+            cadence,
             min,
             max,
             retry_initial: pull.retry.initial,
             retry_max: pull.retry.max,
+        }
+    }
+
+    /// The base interval, for `every` schedules.
+    pub(crate) fn every(&self) -> Option<Duration> {
+        match self.cadence {
+            Cadence::Every(every) => Some(every.clamp(self.min, self.max)),
+            Cadence::Cron(_) => None,
+        }
+    }
+
+    /// How the schedule reads in status.
+    pub(crate) fn describe(&self) -> String {
+        match &self.cadence {
+            Cadence::Every(every) => format!("every {}", humantime::format_duration(*every)),
+            Cadence::Cron(s) => format!("cron {} (UTC)", s.source()),
+        }
+    }
+
+    /// The wait before the next regular run after a good one: the (adapted)
+    /// `interval`, or the time to the next cron fire, plus a little jitter.
+    pub(crate) fn next_run(&self, interval: Duration) -> Duration {
+        match &self.cadence {
+            Cadence::Every(_) => interval + jitter(interval),
+            Cadence::Cron(s) => {
+                let (wait, gap) = until_fire(s);
+                wait + jitter(gap)
+            }
         }
     }
 
@@ -65,6 +141,30 @@ impl Timing {
         let jitter = rand::rng().random_range(0.0..=1.0);
         cap.mul_f64(jitter).max(Duration::from_millis(10))
     }
+}
+
+/// Up to a tenth of `interval`, at most [`MAX_JITTER`].
+fn jitter(interval: Duration) -> Duration {
+    let cap = (interval / 10).min(MAX_JITTER);
+    cap.mul_f64(rand::rng().random_range(0.0..=1.0))
+}
+
+/// The wait until `schedule` next fires, and the gap to the fire after it.
+/// A schedule with no fire left waits a day (the manifest check refuses
+/// those; this only covers one that ran out while loaded).
+fn until_fire(schedule: &cron::Schedule) -> (Duration, Duration) {
+    let now = chrono::Utc::now();
+    let mut fires = schedule.after(&now);
+    let day = Duration::from_secs(24 * 3600);
+    let Some(next) = fires.next() else {
+        return (day, day);
+    };
+    let wait = (next - now).to_std().unwrap_or_default();
+    let gap = fires
+        .next()
+        .and_then(|after| (after - next).to_std().ok())
+        .unwrap_or(day);
+    (wait, gap)
 }
 
 impl Scheduler {
@@ -91,6 +191,26 @@ impl Scheduler {
         }
     }
 
+    /// The slots that keep `connector` to `max_parallel` partitions at
+    /// once, across scheduled and manual runs. A new `max_parallel` (after a
+    /// reload) starts a new set; runs on the old one finish on it.
+    pub(crate) fn slots(&self, connector: &str, max_parallel: u32) -> Arc<Semaphore> {
+        let mut slots = self.slots.lock().expect("scheduler lock");
+        let entry = slots.entry(connector.to_string()).or_insert_with(|| {
+            (
+                max_parallel,
+                Arc::new(Semaphore::new(max_parallel as usize)),
+            )
+        });
+        if entry.0 != max_parallel {
+            *entry = (
+                max_parallel,
+                Arc::new(Semaphore::new(max_parallel as usize)),
+            );
+        }
+        entry.1.clone()
+    }
+
     /// Stops every loop (runs in progress are dropped between commits or
     /// before theirs; a dropped run never moves a checkpoint).
     pub async fn stop(&self) {
@@ -106,9 +226,18 @@ async fn run_loop(host: Arc<Host>, name: String) {
     let state = host.registry.source(&name);
     let mut interval: Option<Duration> = None;
     let mut failures = 0u32;
-    // The first pull comes at once, spread by a little jitter.
-    let mut delay = Duration::from_millis(rand::rng().random_range(0..50));
-    let mut wake_at = Instant::now() + delay;
+    // The first pull comes at once (a cron schedule waits for its first
+    // fire), spread by a little jitter.
+    let mut wake_at = Instant::now()
+        + match host.registry.get(&name).map(|c| Timing::of(&c)) {
+            Some(
+                t @ Timing {
+                    cadence: Cadence::Cron(_),
+                    ..
+                },
+            ) => t.next_run(Duration::ZERO),
+            _ => Duration::from_millis(rand::rng().random_range(0..50)),
+        };
     // The timing and start of the last run, to reschedule after a reload.
     let mut last: Option<(Timing, Instant)> = None;
     tracing::info!(connector = %name, "Pull schedule started.");
@@ -117,6 +246,11 @@ async fn run_loop(host: Arc<Host>, name: String) {
             let mut status = state.pull.lock().expect("lock");
             let left = wake_at.saturating_duration_since(Instant::now());
             status.next_pull_ms = Some(now_ms() + left.as_millis() as u64);
+            if status.schedule.is_none()
+                && let Some(c) = host.registry.get(&name)
+            {
+                status.schedule = Some(Timing::of(&c).describe());
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep_until(wake_at) => {}
@@ -124,13 +258,17 @@ async fn run_loop(host: Arc<Host>, name: String) {
                 // A new version: follow its manifest from the last run, so
                 // the connector keeps its place (checkpoints never move here).
                 if let (Some(c), Some((old, started)), 0) =
-                    (host.registry.get(&name).filter(|c| c.descriptor.pull), last, failures)
+                    (host.registry.get(&name).filter(|c| c.descriptor.pull), &last, failures)
                 {
                     let timing = Timing::of(&c);
-                    if timing != old {
+                    if &timing != old {
                         interval = None;
-                        wake_at = started + timing.every;
-                        tracing::info!(connector = %name, every_ms = timing.every.as_millis() as u64, "Pull schedule follows the new manifest.");
+                        wake_at = match timing.every() {
+                            Some(every) => *started + every,
+                            None => Instant::now() + timing.next_run(Duration::ZERO),
+                        };
+                        state.pull.lock().expect("lock").schedule = Some(timing.describe());
+                        tracing::info!(connector = %name, schedule = %timing.describe(), "Pull schedule follows the new manifest.");
                     }
                 }
                 continue;
@@ -154,10 +292,10 @@ async fn run_loop(host: Arc<Host>, name: String) {
             continue;
         }
         let timing = Timing::of(&connector);
-        last = Some((timing, Instant::now()));
+        last = Some((timing.clone(), Instant::now()));
         let current = interval
-            .unwrap_or(timing.every)
-            .clamp(timing.min, timing.max);
+            .or(timing.every())
+            .map(|i| i.clamp(timing.min, timing.max));
         let result = tokio::select! {
             r = run_once(&host, &connector) => r,
             _ = host.shutdown.cancelled() => break,
@@ -165,29 +303,29 @@ async fn run_loop(host: Arc<Host>, name: String) {
         let now = now_ms();
         let mut status = state.pull.lock().expect("lock");
         status.last_pull_ms = Some(now);
-        match result {
+        let delay = match result {
             Ok(summary) => {
                 failures = 0;
-                let next = adapt(current, &summary, &timing);
-                interval = Some(next);
-                delay = if summary.budget_exhausted > 0 {
-                    timing.min.min(Duration::from_millis(100))
-                } else {
-                    next
-                };
+                interval = current.map(|c| adapt(c, &summary, &timing));
                 *status = PullStatus {
                     state: "ok".into(),
+                    schedule: Some(timing.describe()),
                     last_pull_ms: Some(now),
                     next_pull_ms: None,
-                    interval_ms: Some(next.as_millis() as u64),
+                    interval_ms: interval.map(|i| i.as_millis() as u64),
                     consecutive_failures: 0,
                     last_error: None,
                 };
                 state.set_error(None);
+                if summary.budget_exhausted > 0 {
+                    timing.min.min(BUDGET_PAUSE)
+                } else {
+                    timing.next_run(interval.unwrap_or_default())
+                }
             }
             Err(err) => {
                 failures += 1;
-                delay = failure_delay(&err, failures, &timing);
+                let delay = failure_delay(&err, failures, &timing);
                 status.state = if err.is_permanent() {
                     "failing"
                 } else {
@@ -198,8 +336,10 @@ async fn run_loop(host: Arc<Host>, name: String) {
                 status.last_error = Some(err.to_string());
                 state.set_error(Some(err.to_string()));
                 tracing::warn!(connector = %name, failures, retry_in_ms = delay.as_millis() as u64, error = %err, "Pull failed; the checkpoint did not move.");
+                delay
             }
-        }
+        };
+        drop(status);
         wake_at = Instant::now() + delay;
     }
     tracing::info!(connector = %name, "Pull schedule stopped.");
@@ -214,9 +354,12 @@ pub(crate) fn adapt(current: Duration, summary: &RunSummary, t: &Timing) -> Dura
     }
 }
 
+/// The wait after a failed run: `max_interval` (or the next regular run,
+/// if later) when retrying cannot help; otherwise exponential backoff with
+/// full jitter, and at least the wait a rate-limiting source asked for.
 pub(crate) fn failure_delay(err: &PullError, failures: u32, t: &Timing) -> Duration {
     if err.is_permanent() {
-        return t.max.max(t.every);
+        return t.max.max(t.next_run(t.every().unwrap_or_default()));
     }
     let backoff = t.backoff(failures);
     match err.retry_after() {
@@ -231,7 +374,7 @@ mod tests {
 
     fn timing() -> Timing {
         Timing {
-            every: Duration::from_secs(8),
+            cadence: Cadence::Every(Duration::from_secs(8)),
             min: Duration::from_secs(2),
             max: Duration::from_secs(32),
             retry_initial: Duration::from_secs(1),
@@ -273,5 +416,28 @@ mod tests {
             let cap = Duration::from_secs(1 << (failures - 1).min(20)).min(t.retry_max);
             assert!(d <= cap, "{failures}: {d:?} > {cap:?}");
         }
+    }
+
+    #[test]
+    fn jitter_is_small() {
+        for _ in 0..100 {
+            assert!(jitter(Duration::from_secs(5)) <= Duration::from_millis(500));
+            assert!(jitter(Duration::from_secs(3600)) <= MAX_JITTER);
+        }
+    }
+
+    #[test]
+    fn cron_waits_for_the_next_fire() {
+        let every_second: cron::Schedule = "* * * * * *".parse().unwrap();
+        let (wait, gap) = until_fire(&every_second);
+        assert!(wait <= Duration::from_secs(1), "{wait:?}");
+        assert_eq!(gap, Duration::from_secs(1));
+        let t = Timing {
+            cadence: Cadence::Cron(Box::new("0 0 * * * *".parse().unwrap())),
+            ..timing()
+        };
+        assert!(t.next_run(Duration::ZERO) <= Duration::from_secs(3600) + MAX_JITTER);
+        assert_eq!(t.every(), None);
+        assert_eq!(t.describe(), "cron 0 0 * * * * (UTC)");
     }
 }

@@ -60,8 +60,10 @@ impl Counters {
 /// What the scheduler shows about a connector's pulls.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PullStatus {
-    /// `ok`, `backoff` or `failing`.
+    /// `ok`, `backoff`, `failing` or `quarantined`.
     pub state: String,
+    /// The schedule in force, such as `every 30s` or `cron 0 */5 * * * * (UTC)`.
+    pub schedule: Option<String>,
     pub last_pull_ms: Option<u64>,
     pub next_pull_ms: Option<u64>,
     pub interval_ms: Option<u64>,
