@@ -35,6 +35,7 @@ pub struct Host {
     ready: AtomicBool,
     /// Held for the host's lifetime: one `inlet serve` per data directory.
     _lock: DataDirLock,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Host {
@@ -71,15 +72,20 @@ impl Server {
         }
         let config = Arc::new(config);
         let lock = DataDirLock::acquire(&config.data_dir)?;
-        let store = SledStore::open(&config.data_dir, !options.unsafe_no_fsync)
-            .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let store = SledStore::open_with(
+            &config.data_dir,
+            !options.unsafe_no_fsync,
+            Some(metrics.store_flush.clone()),
+        )
+        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
         let store: Arc<dyn Store> = Arc::new(store);
         let mut runtime_options = options.runtime.clone();
         runtime_options.max_instances = runtime_options
             .max_instances
             .max(config.limits.max_in_flight + config.limits.pull_workers + 64);
         let runtime = Arc::new(Runtime::new(&runtime_options)?);
-        let registry = Arc::new(Registry::new(runtime, config.clone()));
+        let registry = Arc::new(Registry::new(runtime, config.clone(), metrics.clone()));
         let admin_token = config
             .admin_token_env
             .as_deref()
@@ -96,6 +102,7 @@ impl Server {
             ready: AtomicBool::new(false),
             config: config.clone(),
             _lock: lock,
+            metrics,
         });
         if !config.plugins_dir.is_dir() {
             tracing::warn!(dir = %config.plugins_dir.display(), "The plugins directory does not exist; no connector is loaded.");

@@ -28,6 +28,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 mod host;
+pub mod metrics;
 pub mod pull;
 pub mod push;
 pub mod registry;

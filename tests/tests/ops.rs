@@ -362,3 +362,68 @@ async fn every_documented_route_is_served() {
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["allow"], "GET");
 }
+
+#[tokio::test]
+async fn metrics_cover_a_scripted_session() {
+    let host = TestHost::start(&[("hooks", plugins::WEBHOOK_JSON, None)]).await;
+    assert_eq!(
+        host.post_json(
+            "/ingest/hooks",
+            r#"{"id":"m1"}"#,
+            &[("Idempotency-Key", "m1")]
+        )
+        .await
+        .0,
+        202
+    );
+    assert_eq!(
+        host.post_json(
+            "/ingest/hooks",
+            r#"{"id":"m1"}"#,
+            &[("Idempotency-Key", "m1")]
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(host.post_json("/ingest/hooks", "nope", &[]).await.0, 400);
+    assert_eq!(host.post_json("/ingest/unknown", "{}", &[]).await.0, 404);
+    let r = host
+        .client
+        .put(host.url("/v1/connectors/hooks/checkpoint"))
+        .body(r#"{"value":"x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = host
+        .client
+        .get(host.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        "inlet_push_requests_total{source=\"hooks\",outcome=\"accepted\"} 1",
+        "inlet_push_requests_total{source=\"hooks\",outcome=\"duplicate\"} 1",
+        "inlet_push_requests_total{source=\"hooks\",outcome=\"invalid\"} 1",
+        "inlet_push_duration_seconds_count{source=\"hooks\"} 3",
+        "inlet_push_duration_seconds_bucket{le=",
+        "inlet_events_push_total{source=\"hooks\"} 1",
+        "inlet_connector_loads_total{source=\"hooks\",outcome=\"loaded\"} 1",
+        "inlet_store_flush_duration_seconds_count ",
+        "inlet_checkpoint_age_seconds{source=\"hooks\",partition=\"\"}",
+        "inlet_store_bytes ",
+        "inlet_push_in_flight 0",
+        "inlet_component_cache_misses_total ",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+    assert!(
+        !text.contains("unknown"),
+        "unknown sources get no series (senders choose those names)"
+    );
+    assert!(!text.contains("# EOF"));
+}

@@ -1,8 +1,13 @@
-//! `cargo xtask bench [push|all] [--smoke]`: release builds, each figure
-//! beside a ceiling measured in the same run; a markdown table on stdout and
-//! JSON under `target/bench/`. See BENCHMARKS.md.
+//! `cargo xtask bench [push|pull|call|reload|memory|all] [--smoke]`:
+//! release builds, each figure beside a ceiling measured in the same run; a
+//! markdown table on stdout and JSON under `target/bench/`. `--smoke` runs
+//! each harness for a moment on the debug build: it checks the harness
+//! works and asserts nothing about speed. See BENCHMARKS.md.
 
+mod call;
 mod load;
+mod memory;
+mod pull;
 mod push;
 mod reload;
 
@@ -17,21 +22,53 @@ pub fn run(which: &str, smoke: bool) -> Result<()> {
         push::run(smoke)?;
         ran = true;
     }
+    if all || which == "pull" {
+        pull::run(smoke)?;
+        ran = true;
+    }
+    if all || which == "call" {
+        call::run(smoke)?;
+        ran = true;
+    }
     if all || which == "reload" {
         reload::run(smoke)?;
         ran = true;
     }
+    if all || which == "memory" {
+        memory::run(smoke)?;
+        ran = true;
+    }
     if !ran {
-        bail!("unknown benchmark `{which}`; use push, reload or all");
+        bail!("unknown benchmark `{which}`; use push, pull, call, reload, memory or all");
     }
     Ok(())
 }
 
-/// Builds the release `inlet` binary and the example plugins.
-pub(crate) fn build_release() -> Result<PathBuf> {
-    crate::run(crate::cargo().args(["build", "--release", "-p", "inlet-host", "--bin", "inlet"]))?;
+/// Builds the `inlet` binary (release; debug for `--smoke`) and the example
+/// plugins; returns the binary's path.
+pub(crate) fn build_inlet(smoke: bool) -> Result<PathBuf> {
+    let mut cmd = crate::cargo();
+    cmd.args(["build", "-p", "inlet-host", "--bin", "inlet"]);
+    if !smoke {
+        cmd.arg("--release");
+    }
+    crate::run(&mut cmd)?;
     crate::build_plugins()?;
-    Ok(crate::target_dir().join("release").join("inlet"))
+    Ok(crate::target_dir().join(if smoke { "debug" } else { "release" }).join("inlet"))
+}
+
+/// Builds a test fixture crate for wasm32-wasip2; returns its `.wasm`.
+pub(crate) fn build_fixture(name: &str) -> Result<PathBuf> {
+    let wasm_dir = crate::target_dir().join("wasm");
+    crate::run(
+        crate::cargo()
+            .args(["build", "--target", "wasm32-wasip2", "--profile", "plugin", "--target-dir"])
+            .arg(&wasm_dir)
+            .args(["-p", name]),
+    )?;
+    Ok(wasm_dir
+        .join("wasm32-wasip2/plugin")
+        .join(format!("{}.wasm", name.replace('-', "_"))))
 }
 
 /// A running `inlet serve` child process.
@@ -83,6 +120,13 @@ impl Inlet {
             addr,
             _dir: dir,
         })
+    }
+}
+
+impl Inlet {
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 

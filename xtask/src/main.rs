@@ -186,6 +186,7 @@ fn test() -> Result<()> {
     }
     run(cargo().args(["test", "--workspace", "--doc"]))?;
     run(cargo().args(["xtask", "crash-test", "--rounds", "3"]))?;
+    run(cargo().args(["xtask", "bench", "--smoke"]))?;
     eprintln!("xtask: all tests passed");
     Ok(())
 }

@@ -328,5 +328,24 @@ pub fn metrics(host: &Arc<Host>) -> Resp {
         cache.hits(),
         cache.misses()
     );
+    let _ = writeln!(
+        out,
+        "# HELP inlet_checkpoint_age_seconds Time since a checkpoint last moved.\n# TYPE inlet_checkpoint_age_seconds gauge"
+    );
+    let now = crate::store::now_ms();
+    for s in &sources {
+        for (partition, cp) in host.store.checkpoints(s).unwrap_or_default() {
+            let _ = writeln!(
+                out,
+                "inlet_checkpoint_age_seconds{{source=\"{s}\",partition=\"{}\"}} {:.3}",
+                partition
+                    .unwrap_or_default()
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\""),
+                now.saturating_sub(cp.updated_ms()) as f64 / 1000.0
+            );
+        }
+    }
+    host.metrics.encode(&mut out);
     reply::text(StatusCode::OK, "text/plain; version=0.0.4", out)
 }

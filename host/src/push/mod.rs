@@ -26,7 +26,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Handles one push request for `source`; `rest` is the path after it.
+/// Counts its outcome and latency (not for unknown sources, whose names
+/// are the sender's to choose).
 pub async fn handle(
+    host: &Arc<Host>,
+    source: &str,
+    rest: &str,
+    req: http::Request<Incoming>,
+) -> Resp {
+    let started = std::time::Instant::now();
+    let known = host.registry.get(source).is_some();
+    let resp = handle_inner(host, source, rest, req).await;
+    if known {
+        host.metrics
+            .push(source, resp.status().as_u16(), started.elapsed());
+    }
+    resp
+}
+
+async fn handle_inner(
     host: &Arc<Host>,
     source: &str,
     rest: &str,

@@ -81,12 +81,17 @@ pub struct Registry {
     sources: Mutex<HashMap<String, Arc<SourceState>>>,
     /// Serializes scans so two rescans never race on one name.
     scan_lock: tokio::sync::Mutex<()>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Registry {
     /// An empty registry; [`Registry::scan`] loads the plugins directory.
     /// Compiled components are cached in `data_dir/cache`.
-    pub fn new(runtime: Arc<Runtime>, config: Arc<HostConfig>) -> Self {
+    pub fn new(
+        runtime: Arc<Runtime>,
+        config: Arc<HostConfig>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
         let cache = Arc::new(ComponentCache::new(
             config.data_dir.join("cache"),
             runtime.engine(),
@@ -98,6 +103,7 @@ impl Registry {
             loaded: ArcSwap::from_pointee(HashMap::new()),
             sources: Mutex::new(HashMap::new()),
             scan_lock: tokio::sync::Mutex::new(()),
+            metrics,
         }
     }
 
@@ -260,6 +266,7 @@ impl Registry {
                     pull = connector.descriptor.pull,
                     "Connector loaded."
                 );
+                self.metrics.load(name, true);
                 state.set_manifest_text(manifest_text.unwrap_or_default());
                 state.set_error(None);
                 state
@@ -276,6 +283,7 @@ impl Registry {
                 true
             }
             Err(err) => {
+                self.metrics.load(name, false);
                 let serving = self.get(name).is_some();
                 tracing::error!(connector = %name, error = %err, previous_version_serving = serving, "Connector failed to load.");
                 state.set_error(Some(err.to_string()));

@@ -120,6 +120,15 @@ impl SledStore {
     /// Opens (or creates) the store in `dir`. With `durable = false` commits
     /// are not flushed before they are acknowledged (benchmarks only).
     pub fn open(dir: &Path, durable: bool) -> Result<Self, StoreError> {
+        Self::open_with(dir, durable, None)
+    }
+
+    /// Like [`SledStore::open`], observing each flush's duration.
+    pub fn open_with(
+        dir: &Path,
+        durable: bool,
+        flush_histogram: Option<prometheus_client::metrics::histogram::Histogram>,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
         let db = sled::Config::new()
@@ -147,6 +156,7 @@ impl SledStore {
             db: db.clone(),
             tree: tree.clone(),
             durable,
+            flush_histogram,
             next_offsets: HashMap::new(),
             commits: commits_tx,
         };
@@ -427,6 +437,7 @@ struct Writer {
     db: sled::Db,
     tree: sled::Tree,
     durable: bool,
+    flush_histogram: Option<prometheus_client::metrics::histogram::Histogram>,
     /// Next offset per source, loaded lazily from the journal.
     next_offsets: HashMap<String, u64>,
     commits: watch::Sender<u64>,
@@ -487,7 +498,12 @@ impl Writer {
         }
         let applied = self.tree.apply_batch(batch).map_err(io).and_then(|()| {
             if self.durable {
-                self.db.flush().map(|_| ()).map_err(io)
+                let started = std::time::Instant::now();
+                let flushed = self.db.flush().map(|_| ()).map_err(io);
+                if let Some(h) = &self.flush_histogram {
+                    h.observe(started.elapsed().as_secs_f64());
+                }
+                flushed
             } else {
                 Ok(())
             }

@@ -2,12 +2,12 @@
 //! and `--unsafe-no-fsync`, against an in-harness hyper server that reads
 //! the body and answers 202 (the ceiling), at several connection counts.
 
-use super::{Inlet, build_release, load, write_json};
+use super::{Inlet, build_inlet, load, write_json};
 use anyhow::Result;
 use std::time::Duration;
 
 pub fn run(smoke: bool) -> Result<()> {
-    let bin = build_release()?;
+    let bin = build_inlet(smoke)?;
     let wasm = crate::target_dir()
         .join("plugins")
         .join("webhook-json.wasm");

@@ -23,7 +23,7 @@ const SWAP_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub fn run(smoke: bool) -> Result<()> {
     crate::ensure_target()?;
-    crate::run(crate::cargo().args(["build", "--release", "-p", "inlet-host", "--bin", "inlet"]))?;
+    let bin = super::build_inlet(smoke)?;
     let wasm_dir = crate::target_dir().join("wasm");
     crate::run(
         crate::cargo()
@@ -32,7 +32,6 @@ pub fn run(smoke: bool) -> Result<()> {
             .arg(&wasm_dir)
             .args(["-p", "webhook-json", "-p", "webhook-json-big"]),
     )?;
-    let bin = crate::target_dir().join("release").join("inlet");
     let built = wasm_dir.join("wasm32-wasip2").join("plugin");
     let rounds = if smoke { 1 } else { 5 };
     let mut rows = Vec::new();
