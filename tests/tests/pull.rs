@@ -74,6 +74,27 @@ async fn pull_stores_every_item_once_and_resumes_after_restart() {
     let run: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(run["run"]["events"], 0, "{run}");
     assert_eq!(host.events("feed").await.len(), 25);
+    let metrics = host
+        .client
+        .get(host.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        "inlet_pull_runs_by_outcome_total{source=\"feed\",outcome=\"ok\"}",
+        "inlet_pull_duration_seconds_count{source=\"feed\"}",
+        "inlet_pull_events_sum{source=\"feed\"}",
+        "inlet_events_pull_total{source=\"feed\"} 25",
+        "inlet_checkpoint_age_seconds{source=\"feed\",partition=\"\"}",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "missing `{expected}` in:\n{metrics}"
+        );
+    }
 
     // Restart on the same data dir; 10 more items appear at the source.
     host.restart().await;

@@ -133,6 +133,18 @@ pub async fn run_once(
     host: &Arc<Host>,
     connector: &Arc<Connector>,
 ) -> Result<RunSummary, PullError> {
+    let started = Instant::now();
+    let result = run_once_inner(host, connector).await;
+    let events = result.as_ref().map_or(0, |s| s.events);
+    host.metrics
+        .pull(&connector.name, result.is_ok(), events, started.elapsed());
+    result
+}
+
+async fn run_once_inner(
+    host: &Arc<Host>,
+    connector: &Arc<Connector>,
+) -> Result<RunSummary, PullError> {
     let name = connector.name.clone();
     let call_err = |source| PullError::Call {
         name: name.clone(),
