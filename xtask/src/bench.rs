@@ -54,7 +54,9 @@ pub(crate) fn build_inlet(smoke: bool) -> Result<PathBuf> {
     }
     crate::run(&mut cmd)?;
     crate::build_plugins()?;
-    Ok(crate::target_dir().join(if smoke { "debug" } else { "release" }).join("inlet"))
+    Ok(crate::target_dir()
+        .join(if smoke { "debug" } else { "release" })
+        .join("inlet"))
 }
 
 /// Builds a test fixture crate for wasm32-wasip2; returns its `.wasm`.
@@ -62,7 +64,14 @@ pub(crate) fn build_fixture(name: &str) -> Result<PathBuf> {
     let wasm_dir = crate::target_dir().join("wasm");
     crate::run(
         crate::cargo()
-            .args(["build", "--target", "wasm32-wasip2", "--profile", "plugin", "--target-dir"])
+            .args([
+                "build",
+                "--target",
+                "wasm32-wasip2",
+                "--profile",
+                "plugin",
+                "--target-dir",
+            ])
             .arg(&wasm_dir)
             .args(["-p", name]),
     )?;

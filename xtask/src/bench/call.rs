@@ -22,7 +22,10 @@ pub fn run(smoke: bool) -> Result<()> {
     eprintln!("xtask: running {cmd:?}");
     let out = cmd.output()?;
     if !out.status.success() {
-        anyhow::bail!("call_bench failed: {}", String::from_utf8_lossy(&out.stderr));
+        anyhow::bail!(
+            "call_bench failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("call_bench output")?;
     println!("\n### call (webhook-json, {iterations} iterations, epoch interruption on)\n");
@@ -31,7 +34,11 @@ pub fn run(smoke: bool) -> Result<()> {
     for r in v["rows"].as_array().context("rows")? {
         println!(
             "| {} | {:.1} | {:.1} | {:.1} | {:.1} |",
-            if r["pooling"].as_bool() == Some(true) { "pooling" } else { "on-demand" },
+            if r["pooling"].as_bool() == Some(true) {
+                "pooling"
+            } else {
+                "on-demand"
+            },
             r["describe_p50_us"].as_f64().unwrap_or(0.0),
             r["describe_p99_us"].as_f64().unwrap_or(0.0),
             r["on_push_p50_us"].as_f64().unwrap_or(0.0),

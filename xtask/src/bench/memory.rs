@@ -20,17 +20,28 @@ fn rss_mb(pid: u32) -> Result<f64> {
 
 pub fn run(smoke: bool) -> Result<()> {
     let bin = build_inlet(smoke)?;
-    let wasm = crate::target_dir().join("plugins").join("webhook-json.wasm");
+    let wasm = crate::target_dir()
+        .join("plugins")
+        .join("webhook-json.wasm");
     let many = if smoke { 10 } else { 100 };
     let one = Inlet::start(&bin, &[("webhook-json", wasm.clone(), None)], &[])?;
     std::thread::sleep(Duration::from_millis(500));
     let idle_one = rss_mb(one.pid())?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let secs = if smoke { 1 } else { 5 };
     let handle = {
         let addr = one.addr.clone();
         rt.spawn(async move {
-            load::run(&addr, "/ingest/webhook-json", 64, Duration::from_millis(200), Duration::from_secs(secs)).await
+            load::run(
+                &addr,
+                "/ingest/webhook-json",
+                64,
+                Duration::from_millis(200),
+                Duration::from_secs(secs),
+            )
+            .await
         })
     };
     let mut peak = idle_one;
@@ -40,7 +51,10 @@ pub fn run(smoke: bool) -> Result<()> {
     }
     drop(one);
     let names: Vec<String> = (0..many).map(|i| format!("c{i:03}")).collect();
-    let plugins: Vec<_> = names.iter().map(|n| (n.as_str(), wasm.clone(), None)).collect();
+    let plugins: Vec<_> = names
+        .iter()
+        .map(|n| (n.as_str(), wasm.clone(), None))
+        .collect();
     let hundred = Inlet::start(&bin, &plugins, &[])?;
     std::thread::sleep(Duration::from_millis(500));
     let idle_many = rss_mb(hundred.pid())?;

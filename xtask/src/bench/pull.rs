@@ -13,7 +13,10 @@ const BATCH: u64 = 1000;
 
 fn post(addr: &str, path: &str) -> Result<String> {
     let mut s = std::net::TcpStream::connect(addr)?;
-    write!(s, "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;
     Ok(out)
@@ -57,7 +60,10 @@ pub fn run(smoke: bool) -> Result<()> {
     let started = Instant::now();
     loop {
         let mut s = std::net::TcpStream::connect(&inlet.addr)?;
-        write!(s, "GET /v1/connectors/bench-pull HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+        write!(
+            s,
+            "GET /v1/connectors/bench-pull HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )?;
         let mut status = String::new();
         s.read_to_string(&mut status)?;
         let body = status.split("\r\n\r\n").nth(1).context("status body")?;
