@@ -96,6 +96,7 @@ pub mod log;
 mod percent;
 mod pull;
 mod push;
+pub mod sql;
 
 pub use config::{config, config_or, config_parse, config_required};
 #[doc(hidden)]

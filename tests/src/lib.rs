@@ -2,6 +2,7 @@
 //! with real compiled connectors in a temp directory, an in-process source
 //! server on 127.0.0.1, and polling with a deadline (never a blind sleep).
 
+pub mod postgres;
 pub mod source;
 
 use inlet_host::{HostConfig, ServeOptions, Server};

@@ -233,6 +233,28 @@ pub struct SandboxSection {
     pub quarantine_cooldown: Option<Duration>,
     /// Headers the host adds to outbound requests; the guest never sees them.
     pub inject: Vec<Inject>,
+    /// `[sandbox.sql.NAME]`: databases the connector may query read-only
+    /// through the `sql` interface, by NAME.
+    pub sql: BTreeMap<String, SqlSection>,
+}
+
+/// `[sandbox.sql.NAME]`: one PostgreSQL database a connector may query by
+/// NAME. The host owns the pool and the credentials; the guest sees only
+/// NAME. Exactly one of `url_env` and `url_file` is set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlSection {
+    /// Variable holding the connection URL
+    /// (`postgres://user:password@127.0.0.1:5432/db`).
+    pub url_env: Option<String>,
+    /// File holding the connection URL, relative to the manifest.
+    pub url_file: Option<PathBuf>,
+    /// Most rows one query may return (default 10,000); more is an error.
+    pub max_rows: Option<u32>,
+    /// Most bytes of values one query may return (default 16 MiB).
+    pub max_bytes: Option<u64>,
+    /// Connections the host keeps open at most (default 4).
+    pub pool_size: Option<u32>,
 }
 
 /// `[[sandbox.inject]]`: a header built from a secret, added by the host to
@@ -412,6 +434,41 @@ impl Manifest {
                 ));
             }
         }
+        for (name, sql) in &self.sandbox.sql {
+            let key = format!("sandbox.sql.{name}");
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(ConfigError::invalid(
+                    path,
+                    &key,
+                    "name connections with letters, digits, `_` and `-`",
+                ));
+            }
+            if sql.url_env.is_some() == sql.url_file.is_some() {
+                return Err(ConfigError::invalid(
+                    path,
+                    &key,
+                    "set exactly one of `url_env` or `url_file` (a postgres:// URL)",
+                ));
+            }
+            if sql.max_rows == Some(0) || sql.max_bytes == Some(0) {
+                return Err(ConfigError::invalid(
+                    path,
+                    &key,
+                    "`max_rows` and `max_bytes` must be greater than 0",
+                ));
+            }
+            if sql.pool_size.is_some_and(|n| n == 0 || n > 64) {
+                return Err(ConfigError::invalid(
+                    path,
+                    &format!("{key}.pool_size"),
+                    "use a value from 1 to 64",
+                ));
+            }
+        }
         for (i, inject) in self.sandbox.inject.iter().enumerate() {
             let key = format!("sandbox.inject[{i}]");
             if inject.value_env.is_some() == inject.value_file.is_some() {
@@ -518,6 +575,25 @@ batch = 1000
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn sql_grants_parse_and_are_checked() {
+        let m = parse(
+            "[sandbox.sql.main]\nurl_env = \"PG_URL\"\nmax_rows = 500\n\
+             [sandbox.sql.replica]\nurl_file = \"replica.url\"\n",
+        )
+        .unwrap();
+        assert_eq!(m.sandbox.sql["main"].url_env.as_deref(), Some("PG_URL"));
+        assert_eq!(m.sandbox.sql["main"].max_rows, Some(500));
+        assert!(m.sandbox.sql["replica"].url_file.is_some());
+        let err = parse("[sandbox.sql.main]\nmax_rows = 5\n").unwrap_err();
+        assert!(
+            err.contains("sandbox.sql.main") && err.contains("url_env"),
+            "{err}"
+        );
+        let err = parse("[sandbox.sql.main]\nurl_env = \"X\"\ndsn = \"y\"\n").unwrap_err();
+        assert!(err.contains("dsn"), "{err}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod manifest;
 
 pub use duration::parse_duration;
 pub use host::{HostConfig, Limits, SandboxDefaults};
+pub use manifest::SqlSection;
 pub use manifest::{
     AuthConfig, AuthScheme, Inject, Manifest, PullSection, PushSection, RateLimit, Retry,
     SandboxSection, SecretSource, SignatureEncoding, StreamSection, parse_cron,

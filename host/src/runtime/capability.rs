@@ -10,7 +10,9 @@
 //!   preopened directory (Rust's std imports them; every path fails);
 //! - `wasi:http/types` and `wasi:http/outgoing-handler`, filtered by the
 //!   manifest's `allowed_hosts`;
-//! - `inlet:connector/host` and `inlet:connector/types`.
+//! - `inlet:connector/host` and `inlet:connector/types`;
+//! - `inlet:connector/sql`, which answers only for connections the manifest
+//!   grants in `[sandbox.sql]` (`invalid` otherwise).
 //!
 //! Refused: `wasi:sockets/*` (outbound traffic goes through wasi:http only)
 //! and every other interface or top-level function.
@@ -46,6 +48,7 @@ const GRANTED: &[&str] = &[
     "wasi:http/outgoing-handler",
     "inlet:connector/host",
     "inlet:connector/types",
+    "inlet:connector/sql",
 ];
 
 /// One import of a component and whether the host grants it.
@@ -100,7 +103,7 @@ pub fn check(engine: &Engine, component: &Component) -> anyhow::Result<()> {
         "the component imports what the host does not grant: {}. Connectors get \
          wasi:cli (no environment), clocks, random, io, wasi:filesystem without \
          directories, wasi:http/outgoing-handler (filtered by `allowed_hosts`) and \
-         inlet:connector/host; no sockets. Its imports: {}",
+         inlet:connector/host and sql (grants in `[sandbox.sql]`); no sockets. Its imports: {}",
         refused.join(", "),
         listing.join(", ")
     )
@@ -123,6 +126,7 @@ mod tests {
     fn grants_by_interface_whatever_the_version() {
         assert!(Import::new("wasi:io/streams@0.2.12").granted);
         assert!(Import::new("inlet:connector/host@0.1.0").granted);
+        assert!(Import::new("inlet:connector/sql@0.1.0").granted);
         assert!(Import::new("wasi:filesystem/preopens@0.2.0").granted);
         assert!(!Import::new("wasi:sockets/tcp@0.2.0").granted);
         assert!(!Import::new("wasi:http/incoming-handler@0.2.0").granted);

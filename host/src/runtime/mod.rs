@@ -12,6 +12,7 @@ mod bindings;
 mod cache;
 mod capability;
 mod sandbox;
+mod sql;
 mod state;
 
 pub use cache::{ComponentCache, Origin, UNUSED_ENTRY_TTL};
@@ -361,6 +362,7 @@ impl Runtime {
         // and host-call arguments) before anything is allocated on the host.
         store.set_hostcall_fuel(hostcall_fuel(sandbox));
         let started = Instant::now();
+        store.data_mut().deadline = Some(started + deadline);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             if started.elapsed() > deadline {

@@ -31,6 +31,8 @@ pub struct Sandbox {
     pub quarantine_cooldown: Duration,
     allowed: Vec<HostPattern>,
     inject: Vec<(HostPattern, HeaderName, HeaderValue)>,
+    /// `[sandbox.sql.NAME]` grants, by NAME.
+    pub(crate) sql: BTreeMap<String, Arc<super::sql::SqlConnection>>,
 }
 
 /// `host`, `host:port` or `host:*`. A bare host allows the default ports
@@ -174,6 +176,7 @@ impl Sandbox {
                 .unwrap_or(defaults.quarantine_cooldown),
             allowed,
             inject,
+            sql: super::sql::SqlConnection::resolve_all(s, manifest_path)?,
         })
     }
 

@@ -19,7 +19,9 @@ pub struct HostState {
     table: ResourceTable,
     outbound: Outbound,
     pub(crate) limits: MemoryLimit,
-    sandbox: Arc<Sandbox>,
+    pub(crate) sandbox: Arc<Sandbox>,
+    /// When the current call must end; host calls (`sql`) fit inside it.
+    pub(crate) deadline: Option<std::time::Instant>,
 }
 
 impl HostState {
@@ -42,6 +44,7 @@ impl HostState {
                 exhausted: Arc::new(AtomicBool::new(false)),
             },
             sandbox,
+            deadline: None,
         }
     }
 }
