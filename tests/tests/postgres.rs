@@ -375,3 +375,96 @@ async fn a_missing_url_variable_fails_the_load_naming_it() {
     .await;
     assert!(st.contains("sandbox.sql.main.url_env"), "{st}");
 }
+
+#[tokio::test]
+async fn partitions_are_pulled_each_from_its_own_checkpoint() {
+    let pg = Postgres::start().await;
+    let db = pg.client().await;
+    db.batch_execute(
+        "CREATE TABLE regional (id int PRIMARY KEY, updated_at timestamp NOT NULL, region text NOT NULL); \
+         INSERT INTO regional SELECT i, timestamp '2024-01-01' + (i / 7) * interval '1 minute', \
+         CASE WHEN i % 3 = 0 THEN 'us' ELSE 'eu' END FROM generate_series(1, 300) AS i",
+    )
+    .await
+    .unwrap();
+    let m = format!(
+        "{}partition_column = \"region\"\npartitions = \"eu, us\"\n",
+        table_manifest("regional", 40, "every = \"1h\"")
+    );
+    let host = start_host(&pg, &[("regional", plugins::POSTGRES_TABLE, Some(&m))]).await;
+    let events = eventually(Duration::from_secs(30), "300 events", || async {
+        let e = host.events("regional").await;
+        (e.len() >= 300).then_some(e)
+    })
+    .await;
+    assert_eq!(events.len(), 300);
+    assert_eq!(unique_ids(&events).len(), 300);
+    for (partition, last) in [("eu", 299), ("us", 300)] {
+        let (code, cp) = host
+            .get_json(&format!(
+                "/v1/connectors/regional/checkpoint?partition={partition}"
+            ))
+            .await;
+        assert_eq!(code, 200, "{cp}");
+        let cp: Value = serde_json::from_str(cp["value"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            cp["id"],
+            serde_json::json!({"int": last}),
+            "{partition}: {cp}"
+        );
+        assert!(
+            events
+                .iter()
+                .filter(|e| e["partition"] == partition)
+                .all(|e| e["payload"]["region"] == partition)
+        );
+    }
+}
+
+#[tokio::test]
+async fn row_caps_and_statement_timeouts_are_enforced() {
+    let pg = Postgres::start().await;
+    create_items(&pg, "items").await;
+    pg.client()
+        .await
+        .batch_execute("INSERT INTO items VALUES (1, now(), 'a', 1), (2, now(), 'b', 2)")
+        .await
+        .unwrap();
+    let probe = |statement: &str, extra: &str| {
+        format!(
+            "[pull]\nevery = \"1h\"\nretry = {{ initial = \"1h\", max = \"1h\" }}\n\
+             [sandbox]\npull_deadline = \"1s\"\n\
+             [sandbox.sql.main]\nurl_file = \"main.url\"\n{extra}\n\
+             [config]\nconnection = \"main\"\nstatement = \"{statement}\"\n"
+        )
+    };
+    let (capped, slow) = (
+        probe("SELECT * FROM items", "max_rows = 1"),
+        probe("SELECT pg_sleep(5)", ""),
+    );
+    let host = start_host(
+        &pg,
+        &[
+            ("capped", plugins::SQL_PROBE, Some(&capped)),
+            ("slow", plugins::SQL_PROBE, Some(&slow)),
+        ],
+    )
+    .await;
+    let st = first_pull_done(&host, "capped").await;
+    assert_eq!(st["pull"]["state"], "failing", "{st}");
+    assert!(
+        st["pull"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("more than max_rows = 1 rows"),
+        "{st}"
+    );
+    let st = first_pull_done(&host, "slow").await;
+    assert_eq!(st["pull"]["state"], "backoff", "{st}");
+    assert!(
+        st["pull"]["last_error"].as_str().unwrap().contains(
+            "unavailable: sql connection `main`: canceling statement due to statement timeout"
+        ),
+        "{st}"
+    );
+}
