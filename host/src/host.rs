@@ -31,6 +31,7 @@ pub struct Host {
     pub push_slots: Arc<Semaphore>,
     pub pull_workers: Arc<Semaphore>,
     pub admin_token: Option<String>,
+    pub metrics_token: Option<String>,
     pub shutdown: CancellationToken,
     ready: AtomicBool,
     /// Held for the host's lifetime: one `inlet serve` per data directory.
@@ -86,6 +87,12 @@ impl Server {
             .max(config.limits.max_in_flight + config.limits.pull_workers + 64);
         let runtime = Arc::new(Runtime::new(&runtime_options)?);
         let registry = Arc::new(Registry::new(runtime, config.clone(), metrics.clone()));
+        let token_from = |var: &Option<String>| {
+            var.as_deref()
+                .and_then(|v| std::env::var(v).ok())
+                .filter(|t| !t.is_empty())
+        };
+        let metrics_token = token_from(&config.metrics_token_env);
         let admin_token = config
             .admin_token_env
             .as_deref()
@@ -98,6 +105,7 @@ impl Server {
             push_slots: Arc::new(Semaphore::new(config.limits.max_in_flight as usize)),
             pull_workers: Arc::new(Semaphore::new(config.limits.pull_workers as usize)),
             admin_token,
+            metrics_token,
             shutdown: CancellationToken::new(),
             ready: AtomicBool::new(false),
             config: config.clone(),
@@ -137,7 +145,7 @@ impl Server {
     pub async fn shutdown(self) {
         tracing::info!("Shutting down: draining requests in flight.");
         self.host.shutdown.cancel();
-        self.host.scheduler.stop().await;
+        self.host.scheduler.stop(DRAIN_TIMEOUT).await;
         self.tasks.close();
         if tokio::time::timeout(DRAIN_TIMEOUT, self.tasks.wait())
             .await

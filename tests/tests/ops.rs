@@ -21,7 +21,7 @@ async fn admin_api_needs_the_token_when_configured() {
     let dir = dir_with(&[("hooks", plugins::WEBHOOK_JSON, None)]);
     std::fs::write(
         dir.path().join("inlet.toml"),
-        "admin_token_env = \"INLET_TEST_ADMIN\"\n",
+        "admin_token_env = \"INLET_TEST_ADMIN\"\nmetrics_token_env = \"INLET_TEST_METRICS\"\n",
     )
     .unwrap();
     let config = dir.path().join("inlet.toml");
@@ -29,7 +29,10 @@ async fn admin_api_needs_the_token_when_configured() {
         BIN,
         dir.path(),
         &["--config", config.to_str().unwrap()],
-        &[("INLET_TEST_ADMIN", "s3cr3t")],
+        &[
+            ("INLET_TEST_ADMIN", "s3cr3t"),
+            ("INLET_TEST_METRICS", "scrape"),
+        ],
     )
     .expect("starts");
     let client = reqwest::Client::new();
@@ -55,6 +58,29 @@ async fn admin_api_needs_the_token_when_configured() {
             .unwrap();
         assert_eq!(r.status(), 200, "{path}");
     }
+    // /metrics has its own token: the scraper's, not the admin's.
+    let metrics = host.url("/metrics");
+    assert_eq!(client.get(&metrics).send().await.unwrap().status(), 401);
+    assert_eq!(
+        client
+            .get(&metrics)
+            .bearer_auth("s3cr3t")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        client
+            .get(&metrics)
+            .bearer_auth("scrape")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     // Push keeps its own (per-source) auth; health stays open.
     let r = client
         .post(host.url("/ingest/hooks"))
@@ -426,4 +452,80 @@ async fn metrics_cover_a_scripted_session() {
         "unknown sources get no series (senders choose those names)"
     );
     assert!(!text.contains("# EOF"));
+}
+
+#[tokio::test]
+async fn a_corrupt_store_is_reported_with_its_path_and_never_recreated() {
+    let dir = dir_with(&[("hooks", plugins::WEBHOOK_JSON, None)]);
+    {
+        let mut host = ChildHost::spawn(BIN, dir.path(), &[], &[]).expect("starts");
+        let r = reqwest::Client::new()
+            .post(host.url("/ingest/hooks"))
+            .body(r#"{"id":"keep-me"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        host.terminate();
+        assert!(host.child.wait().unwrap().success());
+    }
+    let db = dir.path().join("data/sled/db");
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(&db, garbage).unwrap();
+    let Err((status, log)) = ChildHost::spawn(BIN, dir.path(), &[], &[]) else {
+        panic!("a corrupt store was opened (silently recreated?)");
+    };
+    assert!(!status.success());
+    let data = dir.path().join("data").display().to_string();
+    assert!(
+        log.contains(&data) && log.contains("corrupt") && log.contains("restore it from a backup"),
+        "{log}"
+    );
+    // Nothing was recreated over it.
+    assert!(dir.path().join("data/STORE").exists());
+}
+
+#[tokio::test]
+async fn a_second_signal_exits_at_once() {
+    let dir = dir_with(&[(
+        "slow",
+        plugins::SLOW_PUSH,
+        Some("[sandbox]\npush_deadline = \"30s\"\n"),
+    )]);
+    let host = ChildHost::spawn(BIN, dir.path(), &[], &[]).expect("starts");
+    let client = reqwest::Client::new();
+    let url = host.url("/ingest/slow?ms=20000");
+    let c = client.clone();
+    let _push = tokio::spawn(async move { c.post(url).body("{}").send().await });
+    let metrics = host.url("/metrics");
+    eventually(Duration::from_secs(10), "the push to be in flight", || {
+        let client = client.clone();
+        let metrics = metrics.clone();
+        async move {
+            let text = client.get(metrics).send().await.ok()?.text().await.ok()?;
+            text.contains("inlet_push_in_flight 1").then_some(())
+        }
+    })
+    .await;
+    host.terminate();
+    // The first signal drains (the push has ~20 s to go); wait until the
+    // host says so before the second.
+    eventually(Duration::from_secs(10), "the drain to start", || {
+        let log = host.log_text();
+        async move { log.contains("Shutting down").then_some(()) }
+    })
+    .await;
+    host.terminate();
+    let started = std::time::Instant::now();
+    let mut host = host;
+    let status = tokio::task::spawn_blocking(move || host.child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "exited at once, not after the drain"
+    );
 }

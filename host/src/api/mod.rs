@@ -45,7 +45,13 @@ pub async fn route(host: Arc<Host>, req: http::Request<Incoming>) -> Resp {
         }
     };
     if path.starts_with("/v1/")
-        && let Some(denied) = check_admin(&host, req.headers())
+        && let Some(denied) =
+            check_bearer(host.admin_token.as_deref(), req.headers(), "the admin API")
+    {
+        return denied;
+    }
+    if id == RouteId::Metrics
+        && let Some(denied) = check_bearer(host.metrics_token.as_deref(), req.headers(), "/metrics")
     {
         return denied;
     }
@@ -83,9 +89,10 @@ pub async fn route(host: Arc<Host>, req: http::Request<Incoming>) -> Resp {
     }
 }
 
-/// `None` when the request may use the admin API.
-fn check_admin(host: &Host, headers: &http::HeaderMap) -> Option<Resp> {
-    let token = host.admin_token.as_deref()?;
+/// `None` when no token is configured or the request carries it
+/// (compared in constant time).
+fn check_bearer(token: Option<&str>, headers: &http::HeaderMap, what: &str) -> Option<Resp> {
+    let token = token?;
     let given = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -98,7 +105,7 @@ fn check_admin(host: &Host, headers: &http::HeaderMap) -> Option<Resp> {
         Some(reply::error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "the admin API needs `Authorization: Bearer <admin token>`",
+            &format!("{what} needs `Authorization: Bearer <token>`"),
         ))
     }
 }

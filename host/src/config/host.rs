@@ -20,6 +20,10 @@ pub struct HostConfig {
     /// Name of an environment variable; when it is set, every `/v1/*` route
     /// needs `Authorization: Bearer <its value>`.
     pub admin_token_env: Option<String>,
+    /// Name of an environment variable; when it is set, `/metrics` needs
+    /// `Authorization: Bearer <its value>` (a scraper's token, separate from
+    /// the admin token).
+    pub metrics_token_env: Option<String>,
     /// Global limits on the push and pull paths.
     pub limits: Limits,
     /// Sandbox defaults for every connector; manifests may override them.
@@ -37,6 +41,7 @@ impl Default for HostConfig {
             plugins_dir: PathBuf::from("plugins.d"),
             data_dir: PathBuf::from("data"),
             admin_token_env: None,
+            metrics_token_env: None,
             limits: Limits::default(),
             sandbox: SandboxDefaults::default(),
             compaction_interval: Duration::from_secs(60),

@@ -278,7 +278,9 @@ async fn pull_partition(
             CommitOutcome::Duplicate(_) => unreachable!("pull commits carry no idempotency key"),
         }
         summary.batches += 1;
-        if !batch.has_more {
+        // On shutdown, stop after the batch just committed; the rest comes
+        // after the restart, from this checkpoint.
+        if !batch.has_more || host.shutdown.is_cancelled() {
             break;
         }
         if summary.batches >= budget.max_batches_per_run || started.elapsed() >= budget.max_run_time

@@ -211,13 +211,18 @@ impl Scheduler {
         entry.1.clone()
     }
 
-    /// Stops every loop (runs in progress are dropped between commits or
-    /// before theirs; a dropped run never moves a checkpoint).
-    pub async fn stop(&self) {
+    /// Stops every loop. A run in progress finishes its current batch and
+    /// commits it; one still running after `drain` is dropped (a dropped
+    /// run never moves a checkpoint).
+    pub async fn stop(&self, drain: Duration) {
         let handles: Vec<_> = self.loops.lock().expect("scheduler lock").drain().collect();
-        for (_, h) in handles {
-            h.abort();
-            let _ = h.await;
+        let deadline = tokio::time::Instant::now() + drain;
+        for (name, mut h) in handles {
+            if tokio::time::timeout_at(deadline, &mut h).await.is_err() {
+                tracing::warn!(connector = %name, "Drain timeout: a pull run was cut off before its next commit.");
+                h.abort();
+                let _ = h.await;
+            }
         }
     }
 }
@@ -296,10 +301,9 @@ async fn run_loop(host: Arc<Host>, name: String) {
         let current = interval
             .or(timing.every())
             .map(|i| i.clamp(timing.min, timing.max));
-        let result = tokio::select! {
-            r = run_once(&host, &connector) => r,
-            _ = host.shutdown.cancelled() => break,
-        };
+        // A run in progress is not cut off by shutdown: it stops after its
+        // current batch commits, and `Scheduler::stop` bounds the wait.
+        let result = run_once(&host, &connector).await;
         let now = now_ms();
         let mut status = state.pull.lock().expect("lock");
         status.last_pull_ms = Some(now);

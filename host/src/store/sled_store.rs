@@ -144,12 +144,14 @@ impl SledStore {
                         dir.display()
                     ))
                 }
+                sled::Error::Corruption { .. } => corrupt(dir, &e.to_string()),
                 other => {
                     let err = io(other);
                     StoreError::Io(format!("{}: cannot open the store: {err}", dir.display()))
                 }
             })?;
         let tree = db.open_tree("inlet").map_err(io)?;
+        check_marker(dir, &db, &tree)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (commits_tx, commits) = watch::channel(0);
         let writer = Writer {
@@ -406,6 +408,43 @@ fn decode_idempotency(value: &[u8], now: u64) -> Result<Option<PushRecord>, Stor
     serde_json::from_slice(&value[9..])
         .map(Some)
         .map_err(|e| StoreError::Corrupt(format!("idempotency mark: {e}")))
+}
+
+/// The error for a store that cannot be trusted: it names the path and
+/// what to do, and the host never recreates the store by itself.
+fn corrupt(dir: &Path, what: &str) -> StoreError {
+    StoreError::Corrupt(format!(
+        "the store in {} is corrupt ({what}); inlet will not recreate it. Stop every process using it, move the directory aside and restore it from a backup, or start with an empty --data directory (the events and checkpoints in it are then lost)",
+        dir.display()
+    ))
+}
+
+/// The store's birth certificate: a file beside sled and a key inside it,
+/// written together when the store is created. sled recovers a damaged
+/// log by truncating it, which looks like an empty store; the marker tells
+/// "new" from "lost its contents".
+fn check_marker(dir: &Path, db: &sled::Db, tree: &sled::Tree) -> Result<(), StoreError> {
+    const KEY: &[u8] = b"m\0store";
+    let file = dir.join("STORE");
+    let inside = tree.get(KEY).map_err(io)?;
+    match (file.exists(), inside) {
+        (true, Some(_)) => Ok(()),
+        (true, None) => Err(corrupt(
+            dir,
+            "it was initialised (STORE exists) but its data is gone or unreadable",
+        )),
+        (false, Some(_)) => std::fs::write(&file, b"inlet store, format 1\n")
+            .map_err(|e| StoreError::Io(format!("{}: {e}", file.display()))),
+        (false, None) => {
+            if tree.iter().next().is_some() {
+                return Err(corrupt(dir, "it holds data but no store marker"));
+            }
+            tree.insert(KEY, &[FORMAT_V1]).map_err(io)?;
+            db.flush().map_err(io)?;
+            std::fs::write(&file, b"inlet store, format 1\n")
+                .map_err(|e| StoreError::Io(format!("{}: {e}", file.display())))
+        }
+    }
 }
 
 fn decode_u64(value: &[u8]) -> Result<u64, StoreError> {
