@@ -18,9 +18,11 @@ async fn measure(
     wasm: &[u8],
     iterations: usize,
     pooling: bool,
+    epoch: bool,
 ) -> anyhow::Result<serde_json::Value> {
     let runtime = Runtime::new(&RuntimeOptions {
         pooling,
+        epoch_interruption: epoch,
         ..Default::default()
     })?;
     let code = runtime.link(&runtime.compile(wasm)?)?;
@@ -53,6 +55,7 @@ async fn measure(
     Ok(serde_json::json!({
         "pooling_requested": pooling,
         "pooling": runtime.pooling(),
+        "epoch_interruption": epoch,
         "describe_p50_us": percentile(&describe, 0.5),
         "describe_p99_us": percentile(&describe, 0.99),
         "on_push_p50_us": percentile(&push, 0.5),
@@ -65,11 +68,13 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let wasm = std::fs::read(args.next().expect("usage: call_bench FILE.wasm ITERATIONS"))?;
     let iterations: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(2000);
-    let pooled = measure(&wasm, iterations, true).await?;
-    let on_demand = measure(&wasm, iterations, false).await?;
+    let mut rows = Vec::new();
+    for (pooling, epoch) in [(true, true), (true, false), (false, true)] {
+        rows.push(measure(&wasm, iterations, pooling, epoch).await?);
+    }
     println!(
         "{}",
-        serde_json::json!({"iterations": iterations, "rows": [pooled, on_demand]})
+        serde_json::json!({"iterations": iterations, "rows": rows})
     );
     Ok(())
 }

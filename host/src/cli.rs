@@ -49,6 +49,10 @@ pub enum Command {
         /// Never use the pooling instance allocator.
         #[arg(long)]
         no_pooling: bool,
+        /// Turn epoch interruption off. Benchmarks only (to measure its
+        /// cost): a guest that loops then holds a thread until its timeout.
+        #[arg(long, hide = true)]
+        unsafe_no_epoch_interruption: bool,
     },
     /// Check a connector component: print its descriptor as JSON, or exit
     /// non-zero with the reason it cannot be loaded.
@@ -81,6 +85,7 @@ pub fn main() -> ExitCode {
                 data,
                 unsafe_no_fsync,
                 no_pooling,
+                unsafe_no_epoch_interruption,
             } => {
                 let mut cfg = match &config {
                     Some(path) => HostConfig::load(path)?,
@@ -99,6 +104,7 @@ pub fn main() -> ExitCode {
                     unsafe_no_fsync,
                     runtime: RuntimeOptions {
                         pooling: !no_pooling,
+                        epoch_interruption: !unsafe_no_epoch_interruption,
                         ..Default::default()
                     },
                 };

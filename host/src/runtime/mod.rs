@@ -42,6 +42,10 @@ pub struct RuntimeOptions {
     pub pooling: bool,
     /// Instances that may exist at once with the pooling allocator.
     pub max_instances: u32,
+    /// Epoch interruption: guests yield every tick and trap past their
+    /// deadline. Off only to measure its cost: a guest that loops forever
+    /// then holds a thread until the call's timeout drops it.
+    pub epoch_interruption: bool,
 }
 
 impl Default for RuntimeOptions {
@@ -49,6 +53,7 @@ impl Default for RuntimeOptions {
         RuntimeOptions {
             pooling: true,
             max_instances: 1100,
+            epoch_interruption: true,
         }
     }
 }
@@ -58,6 +63,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     pooling: bool,
+    epoch: bool,
     ticker: Arc<AtomicBool>,
 }
 
@@ -203,7 +209,7 @@ impl Runtime {
     /// with WASI, wasi:http and the `host` interface.
     pub fn new(options: &RuntimeOptions) -> anyhow::Result<Self> {
         let (engine, pooling) = if options.pooling {
-            match Self::probe_pooling(options.max_instances) {
+            match Self::probe_pooling(options.max_instances, options.epoch_interruption) {
                 Ok(engine) => (engine, true),
                 Err(err) => {
                     tracing::warn!(
@@ -211,12 +217,23 @@ impl Runtime {
                         max_instances = options.max_instances,
                         "Pooling allocator unavailable; using on-demand instance allocation."
                     );
-                    (Engine::new(&Self::config(None))?, false)
+                    (
+                        Engine::new(&Self::config(None, options.epoch_interruption))?,
+                        false,
+                    )
                 }
             }
         } else {
-            (Engine::new(&Self::config(None))?, false)
+            (
+                Engine::new(&Self::config(None, options.epoch_interruption))?,
+                false,
+            )
         };
+        if !options.epoch_interruption {
+            tracing::warn!(
+                "Epoch interruption is off: a guest that never returns holds a thread until its call times out. Use this for benchmarks only."
+            );
+        }
         if pooling {
             tracing::info!(
                 max_instances = options.max_instances,
@@ -246,6 +263,7 @@ impl Runtime {
             engine,
             linker,
             pooling,
+            epoch: options.epoch_interruption,
             ticker,
         })
     }
@@ -256,9 +274,9 @@ impl Runtime {
     /// overcommit; instantiating a one-page memory then commits a slot, so
     /// a pool that reserves but cannot be used is caught here too, not on
     /// the first request.
-    fn probe_pooling(max_instances: u32) -> anyhow::Result<Engine> {
+    fn probe_pooling(max_instances: u32, epoch: bool) -> anyhow::Result<Engine> {
         use anyhow::Context as _;
-        let engine = Engine::new(&Self::config(Some(max_instances)))
+        let engine = Engine::new(&Self::config(Some(max_instances), epoch))
             .map_err(anyhow::Error::from)
             .context("reserving the instance pool")?;
         let probe = Component::new(
@@ -275,10 +293,10 @@ impl Runtime {
         Ok(engine)
     }
 
-    fn config(pool: Option<u32>) -> Config {
+    fn config(pool: Option<u32>, epoch: bool) -> Config {
         let mut config = Config::new();
         config.wasm_component_model(true);
-        config.epoch_interruption(true);
+        config.epoch_interruption(epoch);
         if let Some(n) = pool {
             let mut p = PoolingAllocationConfig::default();
             p.total_component_instances(n)
@@ -363,7 +381,9 @@ impl Runtime {
         store.set_hostcall_fuel(hostcall_fuel(sandbox));
         let started = Instant::now();
         store.data_mut().deadline = Some(started + deadline);
-        store.set_epoch_deadline(1);
+        if self.epoch {
+            store.set_epoch_deadline(1);
+        }
         store.epoch_deadline_callback(move |_| {
             if started.elapsed() > deadline {
                 Ok(wasmtime::UpdateDeadline::Interrupt)

@@ -28,16 +28,23 @@ pub fn run(smoke: bool) -> Result<()> {
         );
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("call_bench output")?;
-    println!("\n### call (webhook-json, {iterations} iterations, epoch interruption on)\n");
-    println!("| allocator | describe p50 µs | describe p99 µs | on-push p50 µs | on-push p99 µs |");
-    println!("|---|---:|---:|---:|---:|");
+    println!("\n### call (webhook-json, {iterations} iterations)\n");
+    println!(
+        "| allocator | epoch interruption | describe p50 µs | describe p99 µs | on-push p50 µs | on-push p99 µs |"
+    );
+    println!("|---|---|---:|---:|---:|---:|");
     for r in v["rows"].as_array().context("rows")? {
         println!(
-            "| {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
             if r["pooling"].as_bool() == Some(true) {
                 "pooling"
             } else {
                 "on-demand"
+            },
+            if r["epoch_interruption"].as_bool() == Some(true) {
+                "on"
+            } else {
+                "off"
             },
             r["describe_p50_us"].as_f64().unwrap_or(0.0),
             r["describe_p99_us"].as_f64().unwrap_or(0.0),

@@ -25,11 +25,22 @@ pub fn run(smoke: bool) -> Result<()> {
         .build()?;
     let mut rows = Vec::new();
     let ceiling_addr = rt.block_on(load::ceiling_server());
-    for mode in ["durable", "unsafe-no-fsync"] {
-        let extra: &[&str] = if mode == "durable" {
-            &[]
+    for mode in [
+        "durable",
+        "unsafe-no-fsync",
+        "durable, no epoch interruption",
+    ] {
+        let extra: &[&str] = match mode {
+            "durable" => &[],
+            "unsafe-no-fsync" => &["--unsafe-no-fsync"],
+            _ => &["--unsafe-no-epoch-interruption"],
+        };
+        // The no-epoch row measures epoch interruption's cost at 64
+        // connections only.
+        let conns: &[usize] = if mode.contains("epoch") && !smoke {
+            &[64]
         } else {
-            &["--unsafe-no-fsync"]
+            conns
         };
         let inlet = Inlet::start(&bin, &[("webhook-json", wasm.clone(), None)], extra)?;
         for &n in conns {
