@@ -124,14 +124,27 @@ pub fn main() -> ExitCode {
 
 async fn serve(config: HostConfig, options: ServeOptions) -> anyhow::Result<()> {
     let server = Server::start(config, options).await?;
+    // Every handler is installed before the port is announced: a signal
+    // sent right after must not hit the default action (which exits).
+    let mut stop = StopSignals::install()?;
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(hup) => {
+                tokio::spawn(reload_on_sighup(server.host().clone(), hup));
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "Cannot install a SIGHUP handler; use POST /v1/reload to reload.");
+            }
+        }
+    }
     // Printed on stdout so scripts (and tests) can find the port.
     println!("listening on http://{}", server.addr());
-    #[cfg(unix)]
-    tokio::spawn(reload_on_sighup(server.host().clone()));
-    shutdown_signal().await;
+    stop.next().await;
     tracing::info!("Signal received; a second signal exits at once.");
-    tokio::spawn(async {
-        shutdown_signal().await;
+    tokio::spawn(async move {
+        stop.next().await;
         tracing::warn!("Second signal: exiting without draining.");
         std::process::exit(130);
     });
@@ -141,34 +154,44 @@ async fn serve(config: HostConfig, options: ServeOptions) -> anyhow::Result<()> 
 
 /// SIGHUP rescans the plugins directory, like `POST /v1/reload`.
 #[cfg(unix)]
-async fn reload_on_sighup(host: Arc<crate::Host>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(err) => {
-            tracing::warn!(error = %err, "Cannot install a SIGHUP handler; use POST /v1/reload to reload.");
-            return;
-        }
-    };
+async fn reload_on_sighup(host: Arc<crate::Host>, mut hup: tokio::signal::unix::Signal) {
     while hup.recv().await.is_some() {
         let changed = crate::registry::rescan(&host).await;
         tracing::info!(changed = ?changed, "SIGHUP: plugins directory rescanned.");
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGTERM and SIGINT, registered when installed (not on first poll).
+struct StopSignals {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing a SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(StopSignals {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(StopSignals {})
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 async fn check(file: &std::path::Path) -> anyhow::Result<()> {

@@ -314,8 +314,12 @@ async fn removal_unloads_and_restoring_resumes_from_the_checkpoint() {
         (host.events("feed").await.len() == 10).then_some(())
     })
     .await;
-    let status = status_of(&host, "feed").await;
-    assert_eq!(status["pull"]["interval_ms"], 50, "{status}");
+    // The loop records its interval after the run's commit: poll for it.
+    eventually(RELOAD, "the 50ms interval in status", || async {
+        let status = status_of(&host, "feed").await;
+        (status["pull"]["interval_ms"] == 50).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
