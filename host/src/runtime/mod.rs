@@ -28,6 +28,10 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
+/// Bytes of each pooled linear memory reset with memset (kept resident)
+/// rather than madvise when its instance is dropped.
+const LINEAR_MEMORY_KEEP_RESIDENT: usize = 2 << 20;
+
 /// How often the epoch ticks; guests yield to the scheduler at this pace.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -304,7 +308,17 @@ impl Runtime {
                 .total_memories(n * 2)
                 .total_tables(n * 2)
                 .total_stacks(n)
-                .max_memory_size(4 << 30);
+                .max_memory_size(4 << 30)
+                // A fresh instance per call means a slot is freed per call.
+                // Resetting small memories with memset instead of madvise,
+                // and batching the decommits that remain, avoids a TLB
+                // shootdown (an IPI to every core) per call: it was a third
+                // of the CPU under push load (BENCHMARKS.md).
+                .linear_memory_keep_resident(LINEAR_MEMORY_KEEP_RESIDENT)
+                .table_keep_resident(64 << 10)
+                .async_stack_keep_resident(64 << 10)
+                .decommit_batch_size(64)
+                .pagemap_scan(wasmtime::Enabled::Auto);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(p));
         }
         config
