@@ -18,8 +18,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// How long the directory must stay quiet before a rescan.
-pub const DEBOUNCE: Duration = Duration::from_millis(100);
+/// How long the directory must stay quiet before a rescan. Short, because
+/// it is most of the reload latency of a cached component; a file still
+/// being written when it fires fails to load (the old version keeps
+/// serving) and is loaded on the event its last write raises.
+pub const DEBOUNCE: Duration = Duration::from_millis(25);
 
 /// Whether `path` names a connector file: `NAME.wasm` or `NAME.toml`, not
 /// a dotfile. Temporary names (`*.tmp`, `*.part`, `*~`) are not.

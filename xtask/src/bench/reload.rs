@@ -48,7 +48,7 @@ pub fn run(smoke: bool) -> Result<()> {
     println!();
     println!("Reload latency: rename of `NAME.wasm` → first push served by the new version");
     println!(
-        "(release build, {rounds} swap(s) each, includes the watcher's 100 ms debounce; median, min–max)."
+        "(release build, {rounds} swap(s) each, includes the watcher's 25 ms debounce; median, min–max)."
     );
     println!();
     println!("| component | size | fresh compile | cache hit |");
