@@ -435,3 +435,49 @@ async fn sighup_rescans_and_keeps_serving() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test]
+async fn a_vanished_or_empty_manifest_keeps_the_previous_one_in_force() {
+    let host = TestHost::start(&[]).await;
+    let dir = host.plugins_dir();
+    std::fs::write(dir.join("tok.secret"), "t0k").unwrap();
+    install(
+        &dir,
+        "guarded",
+        plugins::WEBHOOK_JSON,
+        Some("[push]\nauth = { scheme = \"bearer\", token_file = \"tok.secret\" }\n"),
+    );
+    eventually(RELOAD, "the guarded connector", || async {
+        (status_of(&host, "guarded").await["state"] == "loaded").then_some(())
+    })
+    .await;
+    for text in [None, Some("")] {
+        match text {
+            None => std::fs::remove_file(dir.join("guarded.toml")).unwrap(),
+            Some(t) => std::fs::write(dir.join("guarded.toml"), t).unwrap(),
+        }
+        let r = host
+            .client
+            .post(host.url("/v1/reload"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let status = status_of(&host, "guarded").await;
+        let err = status["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            err.contains("guarded.toml") && err.contains("missing or empty"),
+            "{status}"
+        );
+        // Still authenticated: the defaults (auth = none) did not slip in.
+        let (code, _, _) = host.post_json("/ingest/guarded", "{}", &[]).await;
+        assert_eq!(code, 401);
+        let (code, _, _) = host
+            .post_json("/ingest/guarded", "{}", &[("Authorization", "Bearer t0k")])
+            .await;
+        assert_eq!(code, 202);
+    }
+}

@@ -341,7 +341,8 @@ pub fn metrics(host: &Arc<Host>) -> Resp {
                 partition
                     .unwrap_or_default()
                     .replace('\\', "\\\\")
-                    .replace('"', "\\\""),
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n"),
                 now.saturating_sub(cp.updated_ms()) as f64 / 1000.0
             );
         }

@@ -80,7 +80,8 @@ pub async fn events(host: &Arc<Host>, source: &str, query: Option<&str>) -> Resp
         tokio::select! {
             changed = commits.changed() => if changed.is_err() { return reply::error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the host is shutting down") },
             _ = tokio::time::sleep_until(deadline) => {}
-            _ = host.shutdown.cancelled() => {}
+            // Shutting down: answer what there is (nothing) now.
+            _ = host.shutdown.cancelled() => return reply::text(StatusCode::OK, "application/x-ndjson", Vec::new()),
         }
     }
 }

@@ -239,7 +239,7 @@ async fn pull_partition(
             .pull(
                 &connector.code,
                 &connector.sandbox,
-                since,
+                since.clone(),
                 partition.clone(),
             )
             .await;
@@ -266,8 +266,12 @@ async fn pull_partition(
                 .collect(),
             dedup_window: connector.push.dedup_window,
             idempotency: None,
-            checkpoint: batch.checkpoint.map(|c| (partition.clone(), c)),
+            checkpoint: batch.checkpoint.clone().map(|c| (partition.clone(), c)),
         };
+        // `has-more` without a new checkpoint would pull the same page again
+        // and again: stop the run and say so.
+        let stalled = batch.has_more
+            && (batch.checkpoint.is_none() || batch.checkpoint.as_deref() == since.as_deref());
         match host.store.commit(commit).await.map_err(store_err)? {
             CommitOutcome::Stored { record, dropped } => {
                 summary.events += record.events as u64;
@@ -280,6 +284,14 @@ async fn pull_partition(
         summary.batches += 1;
         // On shutdown, stop after the batch just committed; the rest comes
         // after the restart, from this checkpoint.
+        if stalled {
+            tracing::warn!(connector = %name, partition = ?partition, "The connector said has-more without moving its checkpoint; the run stops here and the next one pulls again.");
+            state.set_error(Some(format!(
+                "pull{}: has-more without a new checkpoint; the run stopped to avoid re-reading the same page",
+                partition.as_deref().map(|p| format!(" of partition `{p}`")).unwrap_or_default()
+            )));
+            break;
+        }
         if !batch.has_more || host.shutdown.is_cancelled() {
             break;
         }

@@ -261,7 +261,7 @@ impl Verifier {
                 };
                 let mut timestamp = None;
                 let mut sigs = Vec::new();
-                for part in value.split(',') {
+                for part in value.split(',').take(4 * MAX_SIGNATURES) {
                     match part.trim().split_once('=') {
                         Some(("t", t)) => timestamp = Some(t),
                         Some(("v1", s)) => sigs.extend(decode(s, SignatureEncoding::Hex)),
@@ -272,11 +272,7 @@ impl Verifier {
                 if !fresh(t, *tolerance, now) {
                     return false;
                 }
-                sigs.iter().any(|sig| {
-                    secrets
-                        .iter()
-                        .any(|s| hmac_matches(s, &[t.as_bytes(), b".", body], sig))
-                })
+                any_matches(secrets, &[t.as_bytes(), b".", body], &sigs)
             }
             Verifier::StandardWebhooks { secrets, tolerance } => {
                 let (Some(id), Some(ts), Some(sigs)) = (
@@ -291,14 +287,15 @@ impl Verifier {
                 }
                 let given: Vec<Vec<u8>> = sigs
                     .split(' ')
+                    .take(4 * MAX_SIGNATURES)
                     .filter_map(|s| s.strip_prefix("v1,"))
                     .filter_map(|s| decode(s, SignatureEncoding::Base64))
                     .collect();
-                given.iter().any(|sig| {
-                    secrets.iter().any(|s| {
-                        hmac_matches(s, &[id.as_bytes(), b".", ts.as_bytes(), b".", body], sig)
-                    })
-                })
+                any_matches(
+                    secrets,
+                    &[id.as_bytes(), b".", ts.as_bytes(), b".", body],
+                    &given,
+                )
             }
         }
     }
@@ -320,6 +317,32 @@ fn hmac_matches(secret: &[u8], parts: &[&[u8]], expected: &[u8]) -> bool {
     }
     // `verify_slice` is constant-time and checks the length.
     mac.verify_slice(expected).is_ok()
+}
+
+/// Most signatures one header may offer; senders send one per active
+/// secret, so a handful. More is refused (each would cost a MAC otherwise).
+const MAX_SIGNATURES: usize = 8;
+
+/// Whether any of `given` is the HMAC of `parts` under any of `secrets`.
+/// The body is hashed once per secret, not once per offered signature, so
+/// a header stuffed with signatures costs nothing extra.
+fn any_matches(secrets: &[Vec<u8>], parts: &[&[u8]], given: &[Vec<u8>]) -> bool {
+    if given.is_empty() || given.len() > MAX_SIGNATURES {
+        return false;
+    }
+    let mut found = false;
+    for secret in secrets {
+        let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes any key length");
+        for p in parts {
+            mac.update(p);
+        }
+        let expected = mac.finalize().into_bytes();
+        for sig in given {
+            // Constant-time and length-checked; no early exit on a match.
+            found |= ct_eq(&expected, sig);
+        }
+    }
+    found
 }
 
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
@@ -382,6 +405,26 @@ mod tests {
             ("webhook-signature", "v1,"),
         ]);
         assert!(!v.verify(&h, b"{}"));
+    }
+
+    #[test]
+    fn stripe_refuses_a_header_stuffed_with_signatures() {
+        let v = Verifier::Stripe {
+            secrets: vec![b"whsec_x".to_vec()],
+            tolerance: Duration::from_secs(300),
+        };
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let mut mac = HmacSha256::new_from_slice(b"whsec_x").unwrap();
+        mac.update(format!("{t}.{{}}").as_bytes());
+        let good = hex::encode(mac.finalize().into_bytes());
+        let ok = format!("t={t},v1={good}");
+        assert!(v.verify(&headers(&[("stripe-signature", &ok)]), b"{}"));
+        let junk: Vec<String> = (0..20).map(|i| format!("v1={:064x}", i)).collect();
+        let stuffed = format!("t={t},{},v1={good}", junk.join(","));
+        assert!(!v.verify(&headers(&[("stripe-signature", &stuffed)]), b"{}"));
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! The push path: `ANY /ingest/{source}[/{rest}]`.
 //!
-//! In order: find the connector (404/405), take a global and a per-source
-//! in-flight slot (503), take a rate-limit token (429), read the body within
-//! its limit (413), authenticate (401), answer a known idempotency key with
-//! its original answer (200) or refuse one in flight (409), call `on-push`
+//! In order: find the connector (404/405), take a global in-flight slot
+//! (503), read the body within its limit (413), authenticate (401), take a
+//! per-source in-flight slot (503) and a rate-limit token (429), answer a
+//! known idempotency key with its original answer (200) or refuse one in
+//! flight (409), call `on-push`
 //! in a fresh sandbox, commit events + dedup marks + idempotency mark in one
 //! durable write, and only then answer 202.
 
@@ -77,15 +78,6 @@ async fn handle_inner(
             "the host has too many push requests in flight",
         ));
     };
-    let Some(_local) = connector.push.try_slot() else {
-        return rejected(reply::overloaded(&format!(
-            "source `{source}` has too many push requests in flight"
-        )));
-    };
-    if let Err(wait) = connector.push.check_rate() {
-        return rejected(reply::rate_limited(wait));
-    }
-
     let (parts, body) = req.into_parts();
     let max = host.config.limits.max_body_bytes;
     if let Some(len) = parts
@@ -129,6 +121,16 @@ async fn handle_inner(
             "unauthorized",
             "the request could not be authenticated",
         ));
+    }
+    // The source's own slots and tokens are spent only on authentic
+    // requests, so anonymous traffic cannot starve the real sender.
+    let Some(_local) = connector.push.try_slot() else {
+        return rejected(reply::overloaded(&format!(
+            "source `{source}` has too many push requests in flight"
+        )));
+    };
+    if let Err(wait) = connector.push.check_rate() {
+        return rejected(reply::rate_limited(wait));
     }
 
     let key = connector.push.idempotency_key(&parts.headers);

@@ -244,6 +244,20 @@ impl Registry {
             if current.hash == hash && same_manifest {
                 return false;
             }
+            // A manifest that vanished or is empty is far more often a file
+            // caught mid-write than a wish for the defaults, and the
+            // defaults include `auth = none`: keep the version serving.
+            if current.manifest_path.is_some()
+                && manifest_text.as_deref().is_none_or(|t| t.trim().is_empty())
+            {
+                let err = format!(
+                    "{}: missing or empty while {name}.wasm is loaded with a manifest; the previous manifest stays in force (write the settings you want, or remove {name}.wasm too)",
+                    manifest_path.display()
+                );
+                tracing::warn!(connector = %name, "{err}");
+                self.source(name).set_error(Some(err));
+                return false;
+            }
         }
         let state = self.source(name);
         match self

@@ -70,13 +70,13 @@ impl NewEvent {
         let mut compact = None;
         let raw = if is_json(content_type) {
             match serde_json::from_slice::<&RawValue>(&self.payload) {
-                // NDJSON needs one line: re-encode JSON written over several.
+                // NDJSON needs one line. In valid JSON a raw CR or LF can
+                // only be whitespace between tokens (inside strings they
+                // must be escaped), so blanking them keeps the value
+                // exactly; no re-parse (deep or huge-number JSON is fine).
                 Ok(raw) if raw.get().contains(['\n', '\r']) => {
-                    let value: serde_json::Value =
-                        serde_json::from_str(raw.get()).expect("valid JSON re-parses");
-                    compact = Some(
-                        RawValue::from_string(value.to_string()).expect("serialized JSON is valid"),
-                    );
+                    let one_line = raw.get().replace(['\n', '\r'], " ");
+                    compact = RawValue::from_string(one_line).ok();
                     compact.as_deref()
                 }
                 Ok(raw) => Some(raw),
@@ -157,6 +157,20 @@ mod tests {
         }
         .prepare("s", Mode::Pull, "c", Some("p1"), 1);
         assert!(!line(1, &p.tail).contains(&b'\n'));
+    }
+
+    #[test]
+    fn deep_or_out_of_range_json_over_several_lines_does_not_panic() {
+        let deep = format!("{}\n{}", "[".repeat(200), "]".repeat(200));
+        for payload in [deep.as_str(), "{\"a\":\n1e400}"] {
+            let p = NewEvent {
+                payload: payload.as_bytes().to_vec(),
+                ..Default::default()
+            }
+            .prepare("s", Mode::Push, "c", None, 1);
+            let line = line(1, &p.tail);
+            assert!(!line.contains(&b'\n'));
+        }
     }
 
     #[test]

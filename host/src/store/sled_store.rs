@@ -29,6 +29,8 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
 const FORMAT_V1: u8 = 1;
+/// Most bytes one `read` returns (it always returns at least one event).
+const READ_BUDGET: usize = 8 << 20;
 /// Most requests folded into one group commit.
 const MAX_GROUP: usize = 512;
 
@@ -52,6 +54,9 @@ enum Op {
 pub struct SledStore {
     db: sled::Db,
     tree: sled::Tree,
+    /// The highest durable offset per source written by this process;
+    /// readers never see past it (everything found at open is durable).
+    visible: Arc<std::sync::Mutex<HashMap<String, u64>>>,
     ops: mpsc::UnboundedSender<Op>,
     commits: watch::Receiver<u64>,
     _writer: Arc<WriterHandle>,
@@ -154,11 +159,14 @@ impl SledStore {
         check_marker(dir, &db, &tree)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (commits_tx, commits) = watch::channel(0);
+        let visible = Arc::new(std::sync::Mutex::new(HashMap::new()));
         let writer = Writer {
             db: db.clone(),
             tree: tree.clone(),
             durable,
             flush_histogram,
+            failed: None,
+            visible: visible.clone(),
             next_offsets: HashMap::new(),
             commits: commits_tx,
         };
@@ -169,6 +177,7 @@ impl SledStore {
         Ok(SledStore {
             db,
             tree,
+            visible,
             ops: tx,
             commits,
             _writer: Arc::new(WriterHandle(Some(handle))),
@@ -209,7 +218,16 @@ impl Store for SledStore {
             None => event_key(source, 0),
         };
         let end = event_key(source, u64::MAX);
+        // Offsets this process wrote but has not flushed yet stay hidden: a
+        // crash could still take them back.
+        let durable = self
+            .visible
+            .lock()
+            .expect("visible lock")
+            .get(source)
+            .copied();
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         for item in self.tree.range(start..=end).take(limit) {
             let (k, v) = item.map_err(io)?;
             let offset = u64::from_be_bytes(
@@ -217,6 +235,14 @@ impl Store for SledStore {
                     .try_into()
                     .map_err(|_| StoreError::Corrupt("short event key".into()))?,
             );
+            if durable.is_some_and(|d| offset > d) {
+                break;
+            }
+            // A page is at most READ_BUDGET bytes (but always one event).
+            bytes += v.len();
+            if bytes > READ_BUDGET && !out.is_empty() {
+                break;
+            }
             if v.first() != Some(&FORMAT_V1) {
                 return Err(StoreError::Corrupt(format!(
                     "event {offset} of `{source}` has unknown format {:?}",
@@ -477,6 +503,10 @@ struct Writer {
     tree: sled::Tree,
     durable: bool,
     flush_histogram: Option<prometheus_client::metrics::histogram::Histogram>,
+    /// Set after a failed flush: every later write is refused.
+    failed: Option<String>,
+    /// The highest durable offset per source, shared with readers.
+    visible: Arc<std::sync::Mutex<HashMap<String, u64>>>,
     /// Next offset per source, loaded lazily from the journal.
     next_offsets: HashMap<String, u64>,
     commits: watch::Sender<u64>,
@@ -488,6 +518,10 @@ struct Writer {
 struct Pending {
     keys: HashSet<Vec<u8>>,
     records: HashMap<Vec<u8>, PushRecord>,
+    /// The highest offset per source this group writes.
+    visible: HashMap<String, u64>,
+    /// The last durable offset per source before this group.
+    floor: HashMap<String, u64>,
 }
 
 impl Writer {
@@ -535,22 +569,52 @@ impl Writer {
             };
             results.push(result);
         }
-        let applied = self.tree.apply_batch(batch).map_err(io).and_then(|()| {
-            if self.durable {
-                let started = std::time::Instant::now();
-                let flushed = self.db.flush().map(|_| ()).map_err(io);
-                if let Some(h) = &self.flush_histogram {
-                    h.observe(started.elapsed().as_secs_f64());
-                }
-                flushed
-            } else {
-                Ok(())
+        {
+            // Hide what this group writes until its flush returns.
+            let mut visible = self.visible.lock().expect("visible lock");
+            for (source, floor) in pending.floor.drain() {
+                visible.entry(source).or_insert(floor);
             }
-        });
+        }
+        let applied = if let Some(reason) = &self.failed {
+            Err(StoreError::Io(reason.clone()))
+        } else {
+            match self.tree.apply_batch(batch).map_err(io) {
+                // Nothing was applied: the offsets handed out are free again.
+                Err(err) => {
+                    self.next_offsets = offsets_before;
+                    Err(err)
+                }
+                Ok(()) if !self.durable => Ok(()),
+                Ok(()) => {
+                    let started = std::time::Instant::now();
+                    let flushed = self.db.flush().map(|_| ()).map_err(io);
+                    if let Some(h) = &self.flush_histogram {
+                        h.observe(started.elapsed().as_secs_f64());
+                    }
+                    if let Err(err) = &flushed {
+                        // The batch is in the tree but maybe not on disk.
+                        // Going on could hand out offsets a crash would
+                        // reuse, so stop writing until a restart recovers
+                        // what really reached the disk.
+                        let reason = format!(
+                            "the store stopped accepting writes after a failed flush ({err}); restart inlet"
+                        );
+                        tracing::error!(error = %err, "Store flush failed; refusing further writes until restart.");
+                        self.failed = Some(reason);
+                    }
+                    flushed
+                }
+            }
+        };
         if let Err(err) = &applied {
             tracing::error!(error = %err, requests = group.len(), "Store commit failed; the requests are answered with an error.");
-            // Offsets handed out in the failed batch were never written.
-            self.next_offsets = offsets_before;
+        } else {
+            // Readers see offsets only once they are durable.
+            let mut visible = self.visible.lock().expect("visible lock");
+            for (source, last) in pending.visible.drain() {
+                visible.insert(source, last);
+            }
         }
         for (op, result) in group.into_iter().zip(results) {
             let result = match (&applied, result) {
@@ -571,6 +635,9 @@ impl Writer {
         }
     }
 
+    /// Stages one commit. Its writes are collected apart and merged into
+    /// the group's batch only when the whole commit staged, so a failure
+    /// part-way leaves nothing of it behind.
     fn stage(
         &mut self,
         commit: &Commit,
@@ -609,12 +676,19 @@ impl Writer {
             }
         };
         let first_next = next;
+        pending
+            .floor
+            .entry(source.to_string())
+            .or_insert(first_next - 1);
+        let mut writes: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(commit.events.len() * 2 + 3);
+        let mut new_ids: HashSet<Vec<u8>> = HashSet::new();
         let mut record = PushRecord::default();
         let mut dropped = 0;
         for event in &commit.events {
             if let Some(id) = &event.id {
                 let k = key(b'd', source, id.as_bytes());
                 let seen = pending.keys.contains(&k)
+                    || new_ids.contains(&k)
                     || self
                         .tree
                         .get(&k)
@@ -624,22 +698,22 @@ impl Writer {
                     dropped += 1;
                     continue;
                 }
-                batch.insert(k.clone(), mark(expires, &[]));
-                pending.keys.insert(k);
+                writes.push((k.clone(), mark(expires, &[])));
+                new_ids.insert(k);
             }
             let mut value = Vec::with_capacity(1 + event.tail.len() + 24);
             value.push(FORMAT_V1);
             value.extend_from_slice(&line(next, &event.tail));
-            batch.insert(event_key(source, next), value);
+            writes.push((event_key(source, next), value));
             record.first_offset.get_or_insert(next);
             record.last_offset = Some(next);
             record.events += 1;
             next += 1;
         }
-        self.next_offsets.insert(source.to_string(), next);
         if next != first_next {
-            batch.insert(key(b'o', source, &[]), next.to_be_bytes().to_vec());
+            writes.push((key(b'o', source, &[]), next.to_be_bytes().to_vec()));
         }
+        let mut new_record = None;
         if let (Some(k), Some((_, original))) = (idem_key, &commit.idempotency) {
             let stored = PushRecord {
                 events: record.events,
@@ -648,15 +722,27 @@ impl Writer {
                 reply: original.reply.clone(),
             };
             let body = serde_json::to_vec(&stored).expect("record serializes");
-            batch.insert(k.clone(), mark(expires, &body));
-            pending.records.insert(k, stored.clone());
+            writes.push((k.clone(), mark(expires, &body)));
+            new_record = Some((k, stored.clone()));
             record = stored;
         }
         if let Some((partition, value)) = &commit.checkpoint {
-            batch.insert(
+            writes.push((
                 checkpoint_key(source, partition.as_deref()),
                 checkpoint_bytes(value, now),
-            );
+            ));
+        }
+        // Everything staged: merge.
+        for (k, v) in writes {
+            batch.insert(k, v);
+        }
+        pending.keys.extend(new_ids);
+        if let Some((k, r)) = new_record {
+            pending.records.insert(k, r);
+        }
+        self.next_offsets.insert(source.to_string(), next);
+        if let Some(last) = record.last_offset {
+            pending.visible.insert(source.to_string(), last);
         }
         Ok(CommitOutcome::Stored { record, dropped })
     }
@@ -782,6 +868,28 @@ mod tests {
             .map(|(o, _)| *o)
             .collect();
         assert_eq!(offsets, (1..=10).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_read_page_is_bounded_in_bytes_but_never_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), false).unwrap();
+        let big = NewEvent {
+            payload: vec![b'x'; 5 << 20],
+            content_type: Some("application/octet-stream".into()),
+            ..Default::default()
+        }
+        .prepare("s", Mode::Push, "c@1", None, 1);
+        let commit = Commit {
+            source: "s".into(),
+            events: vec![big.clone(), big.clone(), big],
+            dedup_window: Duration::from_secs(60),
+            idempotency: None,
+            checkpoint: None,
+        };
+        store.commit(commit).await.unwrap();
+        assert_eq!(store.read("s", None, 10).unwrap().len(), 1);
+        assert_eq!(store.read("s", Some(1), 10).unwrap().len(), 1);
     }
 
     #[tokio::test]
