@@ -179,14 +179,62 @@ fn test() -> Result<()> {
         .args(["nextest", "--version"])
         .output()
         .is_ok_and(|o| o.status.success());
-    if has_nextest {
-        run(cargo().args(["nextest", "run", "--workspace", "--no-fail-fast"]))?;
+    let mut passed = if has_nextest {
+        run_counting(cargo().args(["nextest", "run", "--workspace", "--no-fail-fast"]))?
     } else {
-        run(cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
-    }
-    run(cargo().args(["test", "--workspace", "--doc"]))?;
+        run_counting(cargo().args(["test", "--workspace", "--no-fail-fast"]))?
+    };
+    passed += run_counting(cargo().args(["test", "--workspace", "--doc"]))?;
     run(cargo().args(["xtask", "crash-test", "--rounds", "3"]))?;
     run(cargo().args(["xtask", "bench", "--smoke"]))?;
-    eprintln!("xtask: all tests passed");
+    // One closing line for whoever reads the log: every suite above passed.
+    println!("xtask: {passed} passed, 0 failed");
     Ok(())
+}
+
+/// Runs `cmd` like [`run`], forwarding its output, and returns how many
+/// tests its runner reported as passed (nextest's `Summary` line, or the
+/// sum of libtest's `test result:` lines).
+fn run_counting(cmd: &mut Command) -> Result<u64> {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    eprintln!("xtask: running {cmd:?}");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    let scan = |reader: Box<dyn std::io::Read + Send>, to_stderr: bool| {
+        std::thread::spawn(move || {
+            let mut passed = 0u64;
+            let mut nextest = None;
+            for line in BufReader::new(reader).lines().map_while(Result::ok) {
+                if to_stderr {
+                    eprintln!("{line}");
+                } else {
+                    println!("{line}");
+                }
+                let count = |s: &str| {
+                    s.trim()
+                        .split(' ')
+                        .next()
+                        .and_then(|n| n.parse::<u64>().ok())
+                };
+                if let Some(rest) = line.split("tests run: ").nth(1) {
+                    nextest = count(rest);
+                } else if let Some(rest) = line.strip_prefix("test result: ok. ") {
+                    passed += count(rest).unwrap_or(0);
+                }
+            }
+            nextest.unwrap_or(passed)
+        })
+    };
+    let out = scan(Box::new(child.stdout.take().expect("piped")), false);
+    let err = scan(Box::new(child.stderr.take().expect("piped")), true);
+    let status = child.wait()?;
+    let counted = out.join().unwrap_or(0).max(err.join().unwrap_or(0));
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(counted)
 }
