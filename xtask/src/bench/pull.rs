@@ -49,7 +49,7 @@ fn sled_ceiling(total: u64, size: usize) -> Result<f64> {
 pub fn run(smoke: bool) -> Result<()> {
     let bin = build_inlet(smoke)?;
     let wasm = build_fixture("bench-pull")?;
-    let total: u64 = if smoke { 5_000 } else { 200_000 };
+    let total: u64 = if smoke { 5_000 } else { 100_000 };
     let manifest = format!(
         "[pull]\nevery = \"1h\"\nmax_batches_per_run = 100000\nmax_run_time = \"1h\"\n[config]\nbatch = {BATCH}\ntotal = {total}\n"
     );

@@ -16,8 +16,8 @@ pub fn run(smoke: bool) -> Result<()> {
     } else {
         (
             &[1, 16, 64, 256],
-            Duration::from_secs(1),
-            Duration::from_secs(5),
+            Duration::from_millis(500),
+            Duration::from_secs(3),
         )
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
