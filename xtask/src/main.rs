@@ -117,6 +117,34 @@ pub(crate) fn ensure_target() -> Result<()> {
     }
 }
 
+/// Makes sure the PostgreSQL server binaries are installed: the SQL tests
+/// start their own throwaway server from them (no system service is used).
+/// Installs Debian's `postgresql` package when missing and apt-get can.
+pub(crate) fn ensure_postgres() -> Result<()> {
+    let installed = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dirs| {
+            dirs.flatten()
+                .any(|d| d.path().join("bin/initdb").is_file())
+        })
+        .unwrap_or(false);
+    if installed {
+        return Ok(());
+    }
+    eprintln!("xtask: installing PostgreSQL (Debian package `postgresql`) for the SQL tests");
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+    };
+    match apt(&["update", "-qq"]).and_then(|_| apt(&["install", "-y", "-qq", "postgresql"])) {
+        Ok(status) if status.success() => Ok(()),
+        other => bail!(
+            "PostgreSQL is not installed and `apt-get install postgresql` did not work ({other:?}); install the PostgreSQL server binaries and run again"
+        ),
+    }
+}
+
 /// The example connector crates under plugins/.
 fn plugin_crates() -> Result<Vec<String>> {
     let mut names = Vec::new();
@@ -166,6 +194,7 @@ pub(crate) fn build_plugins() -> Result<Vec<(String, PathBuf)>> {
 
 fn test() -> Result<()> {
     ensure_target()?;
+    ensure_postgres()?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args([
         "clippy",
