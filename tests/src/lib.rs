@@ -123,6 +123,18 @@ impl TestHost {
         )
     }
 
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let resp = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(resp.status(), 200, "GET /metrics");
+        resp.text().await.unwrap()
+    }
+
     /// Every envelope of `source`, in offset order.
     pub async fn events(&self, source: &str) -> Vec<serde_json::Value> {
         let mut out = Vec::new();

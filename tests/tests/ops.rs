@@ -323,15 +323,7 @@ async fn max_bytes_cuts_past_a_cursor_and_counts_it() {
         st["counters"]["events_trimmed_forced"].as_u64().unwrap() > 0,
         "{st}"
     );
-    let metrics = host
-        .client
-        .get(host.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = host.metrics().await;
     assert!(
         metrics.contains("inlet_events_trimmed_forced_total{source=\"hooks\"}"),
         "{metrics}"
@@ -422,15 +414,7 @@ async fn metrics_cover_a_scripted_session() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let text = host
-        .client
-        .get(host.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = host.metrics().await;
     for expected in [
         "inlet_push_requests_total{source=\"hooks\",outcome=\"accepted\"} 1",
         "inlet_push_requests_total{source=\"hooks\",outcome=\"duplicate\"} 1",

@@ -74,15 +74,7 @@ async fn pull_stores_every_item_once_and_resumes_after_restart() {
     let run: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(run["run"]["events"], 0, "{run}");
     assert_eq!(host.events("feed").await.len(), 25);
-    let metrics = host
-        .client
-        .get(host.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = host.metrics().await;
     for expected in [
         "inlet_pull_runs_by_outcome_total{source=\"feed\",outcome=\"ok\"}",
         "inlet_pull_duration_seconds_count{source=\"feed\"}",

@@ -135,15 +135,7 @@ url = "http://127.0.0.1:{port}/items"
         "{st}"
     );
     assert!(st["pull"]["next_pull_ms"].as_u64().is_some(), "{st}");
-    let metrics = host
-        .client
-        .get(host.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = host.metrics().await;
     let failures: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("inlet_pull_consecutive_failures{source=\"feed\"} "))

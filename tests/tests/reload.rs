@@ -59,15 +59,7 @@ async fn status_of(host: &TestHost, name: &str) -> serde_json::Value {
 
 /// The value of an unlabelled Prometheus metric.
 async fn metric(host: &TestHost, name: &str) -> u64 {
-    let text = host
-        .client
-        .get(host.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = host.metrics().await;
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .unwrap_or_else(|| panic!("metric {name} missing:\n{text}"))

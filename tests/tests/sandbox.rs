@@ -62,15 +62,7 @@ async fn counting_server() -> (u16, Arc<AtomicUsize>) {
 }
 
 async fn metric(host: &TestHost, name: &str, labels: &str) -> u64 {
-    let text = host
-        .client
-        .get(host.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = host.metrics().await;
     let prefix = format!("{name}{{{labels}}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))
