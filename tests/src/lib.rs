@@ -123,6 +123,36 @@ impl TestHost {
         )
     }
 
+    /// `GET /v1/connectors/{name}`, which must answer 200.
+    pub async fn status(&self, name: &str) -> serde_json::Value {
+        let (code, body) = self.get_json(&format!("/v1/connectors/{name}")).await;
+        assert_eq!(code, 200, "{body}");
+        body
+    }
+
+    /// `POST /v1/connectors/{name}/pull`: status and body.
+    pub async fn pull_now(&self, name: &str) -> (u16, serde_json::Value) {
+        let r = self
+            .client
+            .post(self.url(&format!("/v1/connectors/{name}/pull")))
+            .send()
+            .await
+            .expect("request sent");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    /// `POST /v1/reload`, which must answer 200.
+    pub async fn reload(&self) {
+        let r = self
+            .client
+            .post(self.url("/v1/reload"))
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(r.status(), 200, "POST /v1/reload");
+    }
+
     /// The `/metrics` text.
     pub async fn metrics(&self) -> String {
         let resp = self

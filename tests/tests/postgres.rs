@@ -51,30 +51,13 @@ async fn create_items(pg: &Postgres, table: &str) {
         .unwrap();
 }
 
-async fn pull_now(host: &TestHost, name: &str) -> (u16, Value) {
-    let r = host
-        .client
-        .post(host.url(&format!("/v1/connectors/{name}/pull")))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap())
-}
-
-async fn status(host: &TestHost, name: &str) -> Value {
-    let (code, st) = host.get_json(&format!("/v1/connectors/{name}")).await;
-    assert_eq!(code, 200, "{st}");
-    st
-}
-
 /// Waits until the pull at start has finished.
 async fn first_pull_done(host: &TestHost, name: &str) -> Value {
     eventually(
         Duration::from_secs(30),
         "the first scheduled pull",
         || async {
-            let st = status(host, name).await;
+            let st = host.status(name).await;
             st["pull"]["last_pull_ms"].is_u64().then_some(st)
         },
     )
@@ -107,7 +90,7 @@ async fn ten_thousand_rows_in_ten_batches_then_only_updates() {
     .unwrap();
 
     let started = Instant::now();
-    let (code, run) = pull_now(&host, "items").await;
+    let (code, run) = host.pull_now("items").await;
     let elapsed = started.elapsed();
     assert_eq!(code, 200, "{run}");
     assert_eq!(run["run"]["events"], 10_000, "{run}");
@@ -137,7 +120,7 @@ async fn ten_thousand_rows_in_ten_batches_then_only_updates() {
     );
 
     // Nothing new: nothing stored.
-    let (_, run) = pull_now(&host, "items").await;
+    let (_, run) = host.pull_now("items").await;
     assert_eq!(run["run"]["events"], 0, "{run}");
 
     // 100 rows updated: exactly 100 new events.
@@ -147,7 +130,7 @@ async fn ten_thousand_rows_in_ten_batches_then_only_updates() {
     )
     .await
     .unwrap();
-    let (_, run) = pull_now(&host, "items").await;
+    let (_, run) = host.pull_now("items").await;
     assert_eq!(run["run"]["events"], 100, "{run}");
     let events = host.events("items").await;
     assert_eq!(events.len(), 10_100);
@@ -156,7 +139,7 @@ async fn ten_thousand_rows_in_ten_batches_then_only_updates() {
             .iter()
             .all(|e| e["payload"]["name"] == "updated")
     );
-    let (_, run) = pull_now(&host, "items").await;
+    let (_, run) = host.pull_now("items").await;
     assert_eq!(run["run"]["events"], 0, "{run}");
 }
 
@@ -186,7 +169,7 @@ async fn equal_cursor_values_across_batch_boundaries_are_read_once() {
         .map(|e| e["payload"]["id"].as_i64().unwrap())
         .collect();
     assert_eq!(ids, (1..=500).collect::<Vec<_>>());
-    let (_, run) = pull_now(&host, "same").await;
+    let (_, run) = host.pull_now("same").await;
     assert_eq!(run["run"]["events"], 0, "{run}");
 }
 
@@ -219,7 +202,7 @@ async fn a_database_restart_mid_run_backs_off_then_resumes_without_loss_or_dupli
         Duration::from_secs(30),
         "backoff while the database is down",
         || async {
-            let st = status(&host, "items").await;
+            let st = host.status("items").await;
             (st["pull"]["consecutive_failures"].as_u64() >= Some(2)).then_some(st)
         },
     )
@@ -255,7 +238,7 @@ async fn a_database_restart_mid_run_backs_off_then_resumes_without_loss_or_dupli
         Duration::from_secs(30),
         "a good run after the restart",
         || async {
-            let st = status(&host, "items").await;
+            let st = host.status("items").await;
             (st["pull"]["state"] == "ok").then_some(st)
         },
     )

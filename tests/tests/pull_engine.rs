@@ -17,23 +17,6 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn pull_now(host: &TestHost, name: &str) -> (u16, Value) {
-    let r = host
-        .client
-        .post(host.url(&format!("/v1/connectors/{name}/pull")))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap())
-}
-
-async fn pull_status(host: &TestHost, name: &str) -> Value {
-    let (status, st) = host.get_json(&format!("/v1/connectors/{name}")).await;
-    assert_eq!(status, 200, "{st}");
-    st
-}
-
 async fn checkpoint(host: &TestHost, name: &str, partition: Option<&str>) -> Option<String> {
     let q = partition
         .map(|p| format!("?partition={p}"))
@@ -125,7 +108,7 @@ url = "http://127.0.0.1:{port}/items"
     mode.store(DOWN, Ordering::SeqCst);
     available.store(45, Ordering::SeqCst);
     let st = eventually(WAIT, "three failures in a row, backing off", || async {
-        let st = pull_status(&host, "feed").await;
+        let st = host.status("feed").await;
         (st["pull"]["consecutive_failures"].as_u64() >= Some(3)).then_some(st)
     })
     .await;
@@ -153,11 +136,11 @@ url = "http://127.0.0.1:{port}/items"
     let addr = source.addr;
     let before_refused = source.requests();
     drop(source);
-    let f0 = pull_status(&host, "feed").await["pull"]["consecutive_failures"]
+    let f0 = host.status("feed").await["pull"]["consecutive_failures"]
         .as_u64()
         .unwrap();
     let st = eventually(WAIT, "two refused pulls", || async {
-        let st = pull_status(&host, "feed").await;
+        let st = host.status("feed").await;
         (st["pull"]["consecutive_failures"].as_u64() >= Some(f0 + 2)).then_some(st)
     })
     .await;
@@ -184,7 +167,7 @@ url = "http://127.0.0.1:{port}/items"
     );
     assert_eq!(checkpoint(&host, "feed", None).await.as_deref(), Some("45"));
     let st = eventually(WAIT, "state ok again", || async {
-        let st = pull_status(&host, "feed").await;
+        let st = host.status("feed").await;
         (st["pull"]["state"] == "ok").then_some(st)
     })
     .await;
@@ -410,7 +393,7 @@ partitions = "a,b,c,d"
     );
     let host = TestHost::start(&[("parts", plugins::PARTITIONED_POLL, Some(&manifest))]).await;
     // Two manual runs beside the scheduled one.
-    let (r1, r2) = tokio::join!(pull_now(&host, "parts"), pull_now(&host, "parts"));
+    let (r1, r2) = tokio::join!(host.pull_now("parts"), host.pull_now("parts"));
     assert_eq!(r1.0, 200, "{r1:?}");
     assert_eq!(r2.0, 200, "{r2:?}");
     let events = eventually(WAIT, "24 events", || async {
@@ -436,7 +419,7 @@ partitions = "a,b,c,d"
             Some("6")
         );
     }
-    let (_, run) = pull_now(&host, "parts").await;
+    let (_, run) = host.pull_now("parts").await;
     assert_eq!(run["run"]["partitions"], 4, "{run}");
     assert_eq!(run["run"]["events"], 0, "{run}");
 
@@ -493,7 +476,7 @@ async fn rows_sharing_the_boundary_timestamp_are_stored_once() {
         source.requests().len() >= 9,
         "the 50 rows at one timestamp were split across pulls"
     );
-    let (_, run) = pull_now(&host, "rows").await;
+    let (_, run) = host.pull_now("rows").await;
     assert_eq!(run["run"]["events"], 0, "{run}");
     assert_eq!(
         run["run"]["duplicates"], 1,
@@ -506,7 +489,7 @@ async fn rows_sharing_the_boundary_timestamp_are_stored_once() {
         (T.to_string(), "row-51".to_string()),
         ("2024-05-01T12:00:01Z".to_string(), "late-0".to_string()),
     ]);
-    let (status, run) = pull_now(&host, "rows").await;
+    let (status, run) = host.pull_now("rows").await;
     assert_eq!(status, 200, "{run}");
     assert_eq!(run["run"]["events"], 3, "{run}");
     let got = ids(&host.events("rows").await);
@@ -544,14 +527,8 @@ token = "the guest may read this, it is no secret"
         plugins::OUTBOUND_PROBE,
         Some(&manifest),
     );
-    let r = host
-        .client
-        .post(host.url("/v1/reload"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let (status, run) = pull_now(&host, "probe").await;
+    host.reload().await;
+    let (status, run) = host.pull_now("probe").await;
     assert_eq!(status, 200, "{run}");
 
     let auth: Vec<_> = source
@@ -650,15 +627,9 @@ url = "http://127.0.0.1:{port}{path}"
         plugins::OUTBOUND_PROBE,
         Some(&hop),
     );
-    let r = host
-        .client
-        .post(host.url("/v1/reload"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    host.reload().await;
 
-    let (status, body) = pull_now(&host, "denied").await;
+    let (status, body) = host.pull_now("denied").await;
     assert_eq!(status, 502, "{body}");
     let msg = body["error"]["message"].as_str().unwrap();
     assert!(
@@ -671,7 +642,7 @@ url = "http://127.0.0.1:{port}{path}"
     );
     assert_eq!(checkpoint(&host, "denied", None).await, None);
 
-    let (status, body) = pull_now(&host, "hop").await;
+    let (status, body) = host.pull_now("hop").await;
     assert_eq!(status, 200, "{body}");
     let events = host.events("hop").await;
     assert_eq!(
@@ -710,7 +681,7 @@ async fn invalid_answers_mark_the_connector_failing_until_max_interval() {
     let host = TestHost::start(&[("feed", plugins::HTTP_POLL, Some(&manifest))]).await;
     // The retry waits max_interval (1h), not the 50ms..100ms backoff.
     let st = eventually(WAIT, "the connector failing until max_interval", || async {
-        let st = pull_status(&host, "feed").await;
+        let st = host.status("feed").await;
         let next = st["pull"]["next_pull_ms"].as_u64()?;
         let last = st["pull"]["last_pull_ms"].as_u64()?;
         (st["pull"]["state"] == "failing" && next >= last + 3_500_000).then_some(st)
@@ -747,7 +718,7 @@ async fn cron_schedules_are_checked_at_load_and_shown_in_status() {
         "{bad}"
     );
     let st = eventually(WAIT, "the yearly schedule in status", || async {
-        let st = pull_status(&host, "yearly").await;
+        let st = host.status("yearly").await;
         st["pull"]["next_pull_ms"].as_u64().is_some().then_some(st)
     })
     .await;
@@ -838,13 +809,7 @@ limit = 10
         plugins::STRIPE_EVENTS,
         Some(&manifest),
     );
-    let r = host
-        .client
-        .post(host.url("/v1/reload"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    host.reload().await;
     let (_, st) = host.get_json("/v1/connectors/stripe").await;
     assert!(st["last_error"].is_null(), "{st}");
 
@@ -876,7 +841,7 @@ limit = 10
     assert_eq!(host.events("stripe").await.len(), 70);
     assert!(source.requests().is_empty(), "no pull before the test asks");
 
-    let (status, run) = pull_now(&host, "stripe").await;
+    let (status, run) = host.pull_now("stripe").await;
     assert_eq!(status, 200, "{run}");
     assert_eq!(run["run"]["events"], 30, "{run}");
     assert_eq!(run["run"]["duplicates"], 70, "{run}");
@@ -897,7 +862,7 @@ limit = 10
     // Later: three new events, one of them pushed; the tail pulls the rest.
     events.lock().unwrap().extend((100..103).map(stripe_event));
     push(101).await;
-    let (_, run) = pull_now(&host, "stripe").await;
+    let (_, run) = host.pull_now("stripe").await;
     assert_eq!(run["run"]["events"], 2, "{run}");
     let last = source.requests().last().unwrap().clone();
     assert_eq!(last.param("ending_before").as_deref(), Some("evt_099"));

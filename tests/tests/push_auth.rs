@@ -31,13 +31,7 @@ async fn host_with(manifest: &str, secrets: &[(&str, &str)]) -> TestHost {
         std::fs::write(dir.join(file), value).unwrap();
     }
     inlet_tests::install(&dir, "hooks", plugins::WEBHOOK_JSON, Some(manifest));
-    let r = host
-        .client
-        .post(host.url("/v1/reload"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    host.reload().await;
     let (status, st) = host.get_json("/v1/connectors/hooks").await;
     assert_eq!(status, 200, "{st}");
     assert!(st["last_error"].is_null(), "{st}");

@@ -51,12 +51,6 @@ async fn served_by(host: &TestHost, source: &str, version: &str) {
     .await;
 }
 
-async fn status_of(host: &TestHost, name: &str) -> serde_json::Value {
-    let (status, body) = host.get_json(&format!("/v1/connectors/{name}")).await;
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
 /// The value of an unlabelled Prometheus metric.
 async fn metric(host: &TestHost, name: &str) -> u64 {
     let text = host.metrics().await;
@@ -116,7 +110,7 @@ async fn swapping_versions_under_push_load_fails_no_request() {
         failures.len(),
         &failures[..failures.len().min(10)]
     );
-    let status = status_of(&host, "hook").await;
+    let status = host.status("hook").await;
     assert_eq!(status["version"], "0.1.0", "{status}");
     assert_eq!(status["reloads"], 11, "one load and ten swaps: {status}");
     assert_eq!(status["last_error"], serde_json::Value::Null, "{status}");
@@ -139,7 +133,7 @@ async fn a_broken_file_keeps_the_old_version_until_the_write_finishes() {
     // A copy caught half-way: not a valid component.
     std::fs::write(&wasm, head).unwrap();
     let status = eventually(RELOAD, "the load error in status", || async {
-        let s = status_of(&host, "hook").await;
+        let s = host.status("hook").await;
         s["last_error"].is_string().then_some(s)
     })
     .await;
@@ -162,7 +156,7 @@ async fn a_broken_file_keeps_the_old_version_until_the_write_finishes() {
         .write_all(tail)
         .unwrap();
     served_by(&host, "hook", "0.2.0").await;
-    let status = status_of(&host, "hook").await;
+    let status = host.status("hook").await;
     assert_eq!(status["last_error"], serde_json::Value::Null, "{status}");
     assert_eq!(status["version"], "0.2.0");
 
@@ -197,7 +191,7 @@ async fn a_manifest_with_an_unknown_key_keeps_the_old_version() {
     )
     .unwrap();
     let status = eventually(RELOAD, "the manifest error in status", || async {
-        let s = status_of(&host, "hook").await;
+        let s = host.status("hook").await;
         s["last_error"].is_string().then_some(s)
     })
     .await;
@@ -212,7 +206,7 @@ async fn a_manifest_with_an_unknown_key_keeps_the_old_version() {
 
     std::fs::write(&manifest, "[push]\nmax_in_flight = 4\n").unwrap();
     let status = eventually(RELOAD, "the fixed manifest loaded", || async {
-        let s = status_of(&host, "hook").await;
+        let s = host.status("hook").await;
         (s["reloads"] == 2).then_some(s)
     })
     .await;
@@ -266,7 +260,7 @@ async fn removal_unloads_and_restoring_resumes_from_the_checkpoint() {
     })
     .await;
     let status = eventually(RELOAD, "feed removed", || async {
-        let s = status_of(&host, "feed").await;
+        let s = host.status("feed").await;
         (s["state"] == "removed").then_some(s)
     })
     .await;
@@ -308,7 +302,7 @@ async fn removal_unloads_and_restoring_resumes_from_the_checkpoint() {
     .await;
     // The loop records its interval after the run's commit: poll for it.
     eventually(RELOAD, "the 50ms interval in status", || async {
-        let status = status_of(&host, "feed").await;
+        let status = host.status("feed").await;
         (status["pull"]["interval_ms"] == 50).then_some(())
     })
     .await;
@@ -440,7 +434,7 @@ async fn a_vanished_or_empty_manifest_keeps_the_previous_one_in_force() {
         Some("[push]\nauth = { scheme = \"bearer\", token_file = \"tok.secret\" }\n"),
     );
     eventually(RELOAD, "the guarded connector", || async {
-        (status_of(&host, "guarded").await["state"] == "loaded").then_some(())
+        (host.status("guarded").await["state"] == "loaded").then_some(())
     })
     .await;
     for text in [None, Some("")] {
@@ -448,14 +442,8 @@ async fn a_vanished_or_empty_manifest_keeps_the_previous_one_in_force() {
             None => std::fs::remove_file(dir.join("guarded.toml")).unwrap(),
             Some(t) => std::fs::write(dir.join("guarded.toml"), t).unwrap(),
         }
-        let r = host
-            .client
-            .post(host.url("/v1/reload"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let status = status_of(&host, "guarded").await;
+        host.reload().await;
+        let status = host.status("guarded").await;
         let err = status["last_error"]
             .as_str()
             .unwrap_or_default()
