@@ -265,13 +265,23 @@ fn inlet_check_prints_the_imports_and_whether_they_are_granted() {
 
 #[tokio::test]
 async fn repeated_failures_quarantine_the_connector_until_resumed() {
+    // The fixture also pulls, and a good pull ends a failure streak: let its
+    // first (empty, successful) pull finish before the streak starts.
     let manifest = r#"
+[pull]
+every = "1h"
+
 [sandbox]
 push_deadline = "500ms"
 quarantine_after = 3
 quarantine_cooldown = "1m"
 "#;
     let host = TestHost::start(&[("hostile", plugins::HOSTILE, Some(manifest))]).await;
+    eventually(Duration::from_secs(20), "the first pull", || async {
+        let st = host.status("hostile").await;
+        st["pull"]["last_pull_ms"].is_u64().then_some(())
+    })
+    .await;
     for _ in 0..3 {
         let (status, body, _) = host.post_json("/ingest/hostile/panic", "{}", &[]).await;
         assert_eq!(status, 500, "{body}");
