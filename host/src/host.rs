@@ -5,7 +5,7 @@ use crate::config::HostConfig;
 use crate::pull::Scheduler;
 use crate::registry::Registry;
 use crate::runtime::{Runtime, RuntimeOptions};
-use crate::store::{SledStore, Store};
+use crate::store::{JetStreamStore, SledStore, Store};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -74,13 +74,23 @@ impl Server {
         let config = Arc::new(config);
         let lock = DataDirLock::acquire(&config.data_dir)?;
         let metrics = Arc::new(crate::metrics::Metrics::new());
-        let store = SledStore::open_with(
-            &config.data_dir,
-            !options.unsafe_no_fsync,
-            Some(metrics.store_flush.clone()),
-        )
-        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
-        let store: Arc<dyn Store> = Arc::new(store);
+        let store: Arc<dyn Store> = match config.store.kind {
+            crate::config::StoreKind::Sled => Arc::new(
+                SledStore::open_with(
+                    &config.data_dir,
+                    !options.unsafe_no_fsync,
+                    Some(metrics.store_flush.clone()),
+                )
+                .with_context(|| {
+                    format!("cannot open the store in {}", config.data_dir.display())
+                })?,
+            ),
+            crate::config::StoreKind::Jetstream => Arc::new(
+                JetStreamStore::connect(&config.store)
+                    .await
+                    .context("cannot open the JetStream store ([store] in inlet.toml)")?,
+            ),
+        };
         let mut runtime_options = options.runtime.clone();
         runtime_options.max_instances = runtime_options
             .max_instances
@@ -153,7 +163,8 @@ impl Server {
         {
             tracing::warn!("Drain timeout: some requests were cut off.");
         }
-        if let Err(err) = self.host.store.flush() {
+        self.host.store.release_leases().await;
+        if let Err(err) = self.host.store.flush().await {
             tracing::error!(error = %err, "Final store flush failed.");
         }
         tracing::info!("Shutdown complete.");
@@ -270,14 +281,13 @@ async fn gc_loop(host: Arc<Host>) {
             _ = tokio::time::sleep(host.config.compaction_interval) => {}
             _ = host.shutdown.cancelled() => return,
         }
-        let h = host.clone();
-        let _ = tokio::task::spawn_blocking(move || compact(&h)).await;
+        compact(&host).await;
     }
 }
 
-fn compact(host: &Host) {
+async fn compact(host: &Host) {
     let now = crate::store::now_ms();
-    match host.store.collect_expired(now) {
+    match host.store.collect_expired(now).await {
         Ok(n) if n > 0 => tracing::debug!(removed = n, "Expired dedup marks collected."),
         Ok(_) => {}
         Err(err) => tracing::warn!(error = %err, "Collecting expired dedup marks failed."),
@@ -291,7 +301,7 @@ fn compact(host: &Host) {
             max_age: stream.retention,
             max_bytes: stream.max_bytes,
         };
-        match host.store.trim(&connector.name, &policy, now) {
+        match host.store.trim(&connector.name, &policy, now).await {
             Ok(out) if out.removed > 0 => {
                 let c = &host.registry.source(&connector.name).counters;
                 crate::registry::Counters::add(&c.events_trimmed, out.removed);

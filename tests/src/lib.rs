@@ -2,9 +2,11 @@
 //! with real compiled connectors in a temp directory, an in-process source
 //! server on 127.0.0.1, and polling with a deadline (never a blind sleep).
 
+pub mod nats;
 pub mod postgres;
 pub mod source;
 
+use inlet_host::config::StoreKind;
 use inlet_host::{HostConfig, ServeOptions, Server};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,6 +23,17 @@ pub struct TestHost {
     pub base: String,
     pub client: reqwest::Client,
     config: HostConfig,
+    /// The host's own NATS server when the suite runs on JetStream.
+    pub nats: Option<nats::NatsServer>,
+}
+
+/// The store the shared suites run on: `INLET_TEST_STORE=jetstream` (set
+/// by `cargo xtask test` for its second pass) or sled.
+pub fn test_store() -> StoreKind {
+    match std::env::var("INLET_TEST_STORE").as_deref() {
+        Ok("jetstream") => StoreKind::Jetstream,
+        _ => StoreKind::Sled,
+    }
 }
 
 impl TestHost {
@@ -48,6 +61,14 @@ impl TestHost {
             ..HostConfig::default()
         };
         adjust(&mut config);
+        let mut nats = None;
+        if config.store.kind == StoreKind::Sled && test_store() == StoreKind::Jetstream {
+            let server = nats::NatsServer::start();
+            config.store.kind = StoreKind::Jetstream;
+            config.store.url = server.url();
+            config.store.lease_ttl = Duration::from_secs(2);
+            nats = Some(server);
+        }
         let server = Server::start(config.clone(), ServeOptions::default())
             .await
             .expect("host starts");
@@ -58,6 +79,7 @@ impl TestHost {
             base,
             client: reqwest::Client::new(),
             config,
+            nats,
         }
     }
 
@@ -176,8 +198,9 @@ impl TestHost {
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(resp.status(), 200, "reading the stream of {source}");
+            let status = resp.status();
             let text = resp.text().await.unwrap();
+            assert_eq!(status, 200, "reading the stream of {source}: {text}");
             let page: Vec<serde_json::Value> = text
                 .lines()
                 .map(|l| serde_json::from_str(l).expect("each line is JSON"))

@@ -130,17 +130,38 @@ pub(crate) fn ensure_postgres() -> Result<()> {
     if installed {
         return Ok(());
     }
-    eprintln!("xtask: installing PostgreSQL (Debian package `postgresql`) for the SQL tests");
+    apt_install(
+        "postgresql",
+        "PostgreSQL's server binaries, for the SQL tests",
+    )
+}
+
+/// `nats-server` (JetStream) for the scale-out tests and the shared suite's
+/// JetStream pass.
+pub(crate) fn ensure_nats() -> Result<()> {
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join("nats-server").is_file()));
+    if on_path || Path::new("/usr/sbin/nats-server").is_file() {
+        return Ok(());
+    }
+    apt_install(
+        "nats-server",
+        "NATS with JetStream, for the scale-out tests",
+    )
+}
+
+fn apt_install(package: &str, why: &str) -> Result<()> {
+    eprintln!("xtask: installing the Debian package `{package}`: {why}");
     let apt = |args: &[&str]| {
         Command::new("apt-get")
             .args(args)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
     };
-    match apt(&["update", "-qq"]).and_then(|_| apt(&["install", "-y", "-qq", "postgresql"])) {
+    match apt(&["update", "-qq"]).and_then(|_| apt(&["install", "-y", "-qq", package])) {
         Ok(status) if status.success() => Ok(()),
         other => bail!(
-            "PostgreSQL is not installed and `apt-get install postgresql` did not work ({other:?}); install the PostgreSQL server binaries and run again"
+            "`{package}` is not installed and `apt-get install {package}` did not work ({other:?}); install it ({why}) and run again"
         ),
     }
 }
@@ -192,9 +213,23 @@ pub(crate) fn build_plugins() -> Result<Vec<(String, PathBuf)>> {
     Ok(built)
 }
 
+/// Integration test binaries that run on both stores.
+const SHARED_SUITE: &[&str] = &[
+    "push",
+    "push_auth",
+    "push_limits",
+    "pull",
+    "pull_engine",
+    "reload",
+    "sandbox",
+    "ops",
+    "postgres",
+];
+
 fn test() -> Result<()> {
     ensure_target()?;
     ensure_postgres()?;
+    ensure_nats()?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args([
         "clippy",
@@ -213,6 +248,20 @@ fn test() -> Result<()> {
     } else {
         run_counting(cargo().args(["test", "--workspace", "--no-fail-fast"]))?
     };
+    // The shared suite again, every host on its own nats-server (JetStream
+    // store): the same push, pull, reload, sandbox and operations tests.
+    let mut shared = cargo();
+    shared
+        .env("INLET_TEST_STORE", "jetstream")
+        .args(if has_nextest {
+            &["nextest", "run", "-p", "inlet-tests", "--no-fail-fast"][..]
+        } else {
+            &["test", "-p", "inlet-tests", "--no-fail-fast"][..]
+        });
+    for suite in SHARED_SUITE {
+        shared.args(["--test", suite]);
+    }
+    passed += run_counting(&mut shared)?;
     passed += run_counting(cargo().args(["test", "--workspace", "--doc"]))?;
     run(cargo().args(["xtask", "crash-test", "--rounds", "3"]))?;
     run(cargo().args(["xtask", "bench", "--smoke"]))?;

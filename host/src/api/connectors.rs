@@ -9,16 +9,18 @@ use hyper::body::Incoming;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-fn status(host: &Host, name: &str, connector: Option<&Arc<Connector>>) -> serde_json::Value {
+async fn status(host: &Host, name: &str, connector: Option<&Arc<Connector>>) -> serde_json::Value {
     let state = host.registry.source(name);
     let last_error = state.last_error();
     let checkpoints: Vec<_> = host
         .store
         .checkpoints(name)
+        .await
         .unwrap_or_default()
         .into_iter()
         .map(|(p, c)| serde_json::json!({"partition": p, "value": c.value(), "updated_ms": c.updated_ms()}))
         .collect();
+    let last_offset = host.store.last_offset(name).await.ok().flatten();
     let pull = state.pull.lock().expect("lock").clone();
     let mut v = serde_json::json!({
         "name": name,
@@ -26,7 +28,7 @@ fn status(host: &Host, name: &str, connector: Option<&Arc<Connector>>) -> serde_
         "checkpoints": checkpoints,
         "counters": state.counters.snapshot(),
         "reloads": state.counters.reloads.load(std::sync::atomic::Ordering::Relaxed),
-        "last_offset": host.store.last_offset(name).ok().flatten(),
+        "last_offset": last_offset,
     });
     match connector {
         Some(c) => {
@@ -75,7 +77,7 @@ fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
     }
 }
 
-pub fn list(host: &Arc<Host>) -> Resp {
+pub async fn list(host: &Arc<Host>) -> Resp {
     let loaded = host.registry.all();
     let mut names: Vec<String> = loaded.iter().map(|c| c.name.clone()).collect();
     for n in host.registry.known_sources() {
@@ -84,19 +86,22 @@ pub fn list(host: &Arc<Host>) -> Resp {
         }
     }
     names.sort();
-    let items: Vec<_> = names
-        .iter()
-        .map(|n| status(host, n, loaded.iter().find(|c| &c.name == n)))
-        .collect();
+    let mut items = Vec::with_capacity(names.len());
+    for n in &names {
+        items.push(status(host, n, loaded.iter().find(|c| &c.name == n)).await);
+    }
     reply::json(StatusCode::OK, &serde_json::json!({ "connectors": items }))
 }
 
-pub fn show(host: &Arc<Host>, name: &str) -> Resp {
+pub async fn show(host: &Arc<Host>, name: &str) -> Resp {
     let connector = host.registry.get(name);
     if connector.is_none() && !host.registry.known_sources().iter().any(|n| n == name) {
         return not_found(name);
     }
-    reply::json(StatusCode::OK, &status(host, name, connector.as_ref()))
+    reply::json(
+        StatusCode::OK,
+        &status(host, name, connector.as_ref()).await,
+    )
 }
 
 fn not_found(name: &str) -> Resp {
@@ -154,7 +159,7 @@ pub async fn checkpoint(host: &Arc<Host>, name: &str, req: http::Request<Incomin
         .map(|(_, v)| v);
     let p = partition.as_deref();
     match *req.method() {
-        Method::GET => match host.store.checkpoint(name, p) {
+        Method::GET => match host.store.checkpoint(name, p).await {
             Ok(Some(c)) => reply::json(
                 StatusCode::OK,
                 &serde_json::json!({"partition": p, "value": c.value(), "updated_ms": c.updated_ms()}),
@@ -233,7 +238,7 @@ pub async fn checkpoint(host: &Arc<Host>, name: &str, req: http::Request<Incomin
 }
 
 /// Prometheus text format.
-pub fn metrics(host: &Arc<Host>) -> Resp {
+pub async fn metrics(host: &Arc<Host>) -> Resp {
     use std::sync::atomic::Ordering::Relaxed;
     let mut out = String::new();
     let sources = host.registry.known_sources();
@@ -334,7 +339,7 @@ pub fn metrics(host: &Arc<Host>) -> Resp {
     );
     let now = crate::store::now_ms();
     for s in &sources {
-        for (partition, cp) in host.store.checkpoints(s).unwrap_or_default() {
+        for (partition, cp) in host.store.checkpoints(s).await.unwrap_or_default() {
             let _ = writeln!(
                 out,
                 "inlet_checkpoint_age_seconds{{source=\"{s}\",partition=\"{}\"}} {:.3}",

@@ -73,12 +73,12 @@ pub async fn route(host: Arc<Host>, req: http::Request<Incoming>) -> Resp {
                 )
             }
         }
-        RouteId::Metrics => connectors::metrics(&host),
+        RouteId::Metrics => connectors::metrics(&host).await,
         RouteId::OpenApi => reply::text(StatusCode::OK, "application/json", routes::OPENAPI),
         RouteId::StreamEvents => streams::events(&host, p(0), req.uri().query()).await,
         RouteId::Cursor => streams::cursor(&host, p(0), p(1), req).await,
-        RouteId::Connectors => connectors::list(&host),
-        RouteId::Connector => connectors::show(&host, p(0)),
+        RouteId::Connectors => connectors::list(&host).await,
+        RouteId::Connector => connectors::show(&host, p(0)).await,
         RouteId::Resume => connectors::resume(&host, p(0)),
         RouteId::Pull => connectors::pull_now(&host, p(0)).await,
         RouteId::Checkpoint => connectors::checkpoint(&host, p(0), req).await,

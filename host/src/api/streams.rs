@@ -46,7 +46,7 @@ pub async fn events(host: &Arc<Host>, source: &str, query: Option<&str>) -> Resp
         }
     }
     let known = host.registry.get(source).is_some()
-        || matches!(host.store.last_offset(source), Ok(Some(_)));
+        || matches!(host.store.last_offset(source).await, Ok(Some(_)));
     if !known {
         return reply::error(
             StatusCode::NOT_FOUND,
@@ -60,7 +60,7 @@ pub async fn events(host: &Arc<Host>, source: &str, query: Option<&str>) -> Resp
         // Mark the current commit as seen before reading, so a commit that
         // lands between the read and the wait still wakes us.
         commits.borrow_and_update();
-        let lines = match host.store.read(source, after, limit) {
+        let lines = match host.store.read(source, after, limit).await {
             Ok(l) => l,
             Err(err) => return reply::store_failed(&err),
         };
@@ -102,7 +102,7 @@ pub async fn cursor(
         );
     }
     let known = host.registry.get(source).is_some()
-        || matches!(host.store.last_offset(source), Ok(Some(_)));
+        || matches!(host.store.last_offset(source).await, Ok(Some(_)));
     if !known {
         return reply::error(
             StatusCode::NOT_FOUND,
@@ -111,7 +111,7 @@ pub async fn cursor(
         );
     }
     if req.method() == http::Method::GET {
-        return match host.store.cursor(source, name) {
+        return match host.store.cursor(source, name).await {
             Ok(Some(offset)) => reply::json(
                 StatusCode::OK,
                 &serde_json::json!({"name": name, "offset": offset}),

@@ -32,6 +32,8 @@ pub struct HostConfig {
     /// dedup marks are collected.
     #[serde(deserialize_with = "duration::deserialize")]
     pub compaction_interval: Duration,
+    /// Where events, dedup marks and checkpoints live.
+    pub store: StoreConfig,
 }
 
 impl Default for HostConfig {
@@ -45,6 +47,73 @@ impl Default for HostConfig {
             limits: Limits::default(),
             sandbox: SandboxDefaults::default(),
             compaction_interval: Duration::from_secs(60),
+            store: StoreConfig::default(),
+        }
+    }
+}
+
+/// `[store]`: the embedded sled store (default) or NATS JetStream, shared
+/// by several hosts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sled` (embedded, in `data_dir`) or `jetstream`.
+    pub kind: StoreKind,
+    /// NATS server URL(s), comma-separated (`jetstream` only).
+    pub url: String,
+    /// A NATS credentials file (JWT + NKey seed), relative to `inlet.toml`.
+    pub creds_file: Option<PathBuf>,
+    /// Environment variable holding a NATS token.
+    pub token_env: Option<String>,
+    /// NATS user name; its password comes from `password_env`.
+    pub user: Option<String>,
+    /// Environment variable holding the NATS user's password.
+    pub password_env: Option<String>,
+    /// Prefix of the per-source event streams (`{prefix}{source}`).
+    pub stream_prefix: String,
+    /// Prefix of the event subjects (`{prefix}.{source}`).
+    pub subject_prefix: String,
+    /// Prefix of the KV buckets (checkpoints, cursors, leases, idempotency).
+    pub bucket_prefix: String,
+    /// Replicas of every stream and bucket (1, 3 or 5 in a NATS cluster).
+    pub replicas: usize,
+    /// How long a pull lease lives without renewal: a host that dies loses
+    /// its partitions to the others after at most this long.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub lease_ttl: Duration,
+    /// How long a JetStream request (publish ack, KV write) may take before
+    /// the call fails with `store_unavailable`.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub request_timeout: Duration,
+    /// This host's name in leases and logs; defaults to `hostname-pid`.
+    pub host_id: Option<String>,
+}
+
+/// Which store implementation `[store] kind` selects.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    #[default]
+    Sled,
+    Jetstream,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            kind: StoreKind::Sled,
+            url: "nats://127.0.0.1:4222".into(),
+            creds_file: None,
+            token_env: None,
+            user: None,
+            password_env: None,
+            stream_prefix: "INLET_".into(),
+            subject_prefix: "inlet.events".into(),
+            bucket_prefix: "inlet_".into(),
+            replicas: 1,
+            lease_ttl: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(5),
+            host_id: None,
         }
     }
 }
@@ -131,6 +200,9 @@ impl HostConfig {
         let base = path.parent().unwrap_or(Path::new("."));
         config.plugins_dir = base.join(&config.plugins_dir);
         config.data_dir = base.join(&config.data_dir);
+        if let Some(creds) = &config.store.creds_file {
+            config.store.creds_file = Some(base.join(creds));
+        }
         config.validate(path)?;
         Ok(config)
     }
@@ -166,10 +238,61 @@ impl HostConfig {
                 "sandbox.quarantine_cooldown",
                 self.sandbox.quarantine_cooldown,
             ),
+            ("store.request_timeout", self.store.request_timeout),
         ] {
             if d.is_zero() {
                 return Err(ConfigError::invalid(path, key, "use a positive duration"));
             }
+        }
+        let store = &self.store;
+        if store.lease_ttl < Duration::from_secs(1) {
+            return Err(ConfigError::invalid(
+                path,
+                "store.lease_ttl",
+                "use at least \"1s\" (leases are renewed every third of it)",
+            ));
+        }
+        if !matches!(store.replicas, 1..=5) {
+            return Err(ConfigError::invalid(
+                path,
+                "store.replicas",
+                "use 1 to 5 (JetStream's limit; 3 is the usual choice in a cluster)",
+            ));
+        }
+        let name_part = |s: &str| {
+            s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        for (key, value) in [
+            ("store.stream_prefix", &store.stream_prefix),
+            ("store.bucket_prefix", &store.bucket_prefix),
+        ] {
+            if !name_part(value) {
+                return Err(ConfigError::invalid(
+                    path,
+                    key,
+                    "use letters, digits, `-` and `_` only (it starts JetStream names)",
+                ));
+            }
+        }
+        let subject_ok = !store.subject_prefix.is_empty()
+            && store
+                .subject_prefix
+                .split('.')
+                .all(|t| !t.is_empty() && name_part(t));
+        if !subject_ok {
+            return Err(ConfigError::invalid(
+                path,
+                "store.subject_prefix",
+                "use dot-separated tokens of letters, digits, `-` and `_` (no wildcards)",
+            ));
+        }
+        if store.kind == StoreKind::Jetstream && store.url.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                path,
+                "store.url",
+                "name the NATS server, such as \"nats://127.0.0.1:4222\"",
+            ));
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ mod host;
 mod manifest;
 
 pub use duration::parse_duration;
-pub use host::{HostConfig, Limits, SandboxDefaults};
+pub use host::{HostConfig, Limits, SandboxDefaults, StoreConfig, StoreKind};
 pub use manifest::SqlSection;
 pub use manifest::{
     AuthConfig, AuthScheme, Inject, Manifest, PullSection, PushSection, RateLimit, Retry,

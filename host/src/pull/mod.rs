@@ -39,6 +39,9 @@ pub struct RunSummary {
     pub duplicates: u64,
     /// Partitions that stopped because the run's budget ran out.
     pub budget_exhausted: u32,
+    /// Partitions skipped because another host holds their pull lease
+    /// (shared JetStream store only).
+    pub leased_elsewhere: u32,
 }
 
 /// Why a run failed. Batches committed before the failure stay committed.
@@ -175,8 +178,9 @@ async fn run_once_inner(
         ..Default::default()
     };
     let mut first_error = None;
+    let of = partitions.len();
     let mut results = futures::stream::iter(partitions)
-        .map(|p| pull_partition(host, connector, p))
+        .map(|p| pull_partition(host, connector, p, of))
         .buffer_unordered(max_parallel);
     while let Some(result) = results.next().await {
         match result {
@@ -185,6 +189,7 @@ async fn run_once_inner(
                 summary.events += part.events;
                 summary.duplicates += part.duplicates;
                 summary.budget_exhausted += part.budget_exhausted;
+                summary.leased_elsewhere += part.leased_elsewhere;
             }
             Err(err) => {
                 first_error.get_or_insert(err);
@@ -204,11 +209,28 @@ async fn pull_partition(
     host: &Arc<Host>,
     connector: &Arc<Connector>,
     partition: Option<String>,
+    of: usize,
 ) -> Result<RunSummary, PullError> {
     let name = connector.name.as_str();
     let state = host.registry.source(name);
     let lock = state.partition_lock(partition.as_deref());
     let _partition = lock.lock().await;
+    // Hosts sharing a store pull each partition from one host at a time.
+    let leased = host
+        .store
+        .lease(name, partition.as_deref(), of)
+        .await
+        .map_err(|source| PullError::Store {
+            name: name.to_string(),
+            source,
+        })?;
+    if !leased {
+        tracing::debug!(connector = %name, partition = ?partition, "Partition leased by another host; skipped.");
+        return Ok(RunSummary {
+            leased_elsewhere: 1,
+            ..Default::default()
+        });
+    }
     let _slot = host
         .scheduler
         .slots(name, connector.manifest.pull.max_parallel)
@@ -231,6 +253,7 @@ async fn pull_partition(
         let since = host
             .store
             .checkpoint(name, partition.as_deref())
+            .await
             .map_err(store_err)?
             .map(|c| c.value().to_string());
         let batch = host

@@ -321,10 +321,16 @@ async fn run_loop(host: Arc<Host>, name: String) {
                     last_error: None,
                 };
                 state.set_error(None);
-                if summary.budget_exhausted > 0 {
+                let next = if summary.budget_exhausted > 0 {
                     timing.min.min(BUDGET_PAUSE)
                 } else {
                     timing.next_run(interval.unwrap_or_default())
+                };
+                // A partition another host pulls is checked again within the
+                // lease TTL, so a dead host's partitions move on in time.
+                match host.store.lease_ttl() {
+                    Some(ttl) if summary.leased_elsewhere > 0 => next.min(ttl / 4),
+                    _ => next,
                 }
             }
             Err(err) => {

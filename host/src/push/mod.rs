@@ -136,7 +136,7 @@ async fn handle_inner(
     let key = connector.push.idempotency_key(&parts.headers);
     let _claim = match &key {
         Some(key) => {
-            match host.store.idempotency(source, key) {
+            match host.store.idempotency(source, key).await {
                 Ok(Some(record)) => {
                     Counters::add(&state.counters.push_duplicate, 1);
                     return duplicate(&record);

@@ -125,6 +125,20 @@ pub(crate) fn line(offset: u64, tail: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The `received_ms` of a stored envelope tail, without parsing all of it.
+pub(crate) fn received_ms(value: &[u8]) -> Option<u64> {
+    const FIELD: &[u8] = b"\"received_ms\":";
+    let at = value.windows(FIELD.len()).position(|w| w == FIELD)? + FIELD.len();
+    let digits = value[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    std::str::from_utf8(&value[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

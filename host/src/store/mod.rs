@@ -7,9 +7,11 @@
 //! returns. Nothing is acknowledged before that.
 
 mod envelope;
+mod jetstream;
 mod sled_store;
 
 pub use envelope::{Mode, NewEvent};
+pub use jetstream::JetStreamStore;
 pub use sled_store::SledStore;
 
 use async_trait::async_trait;
@@ -105,6 +107,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store is shutting down")]
     Closed,
+    /// A compare-and-set lost: someone else wrote the value first.
+    #[error("store write conflict: {0}")]
+    Conflict(String),
 }
 
 /// Durable storage for events, dedup marks and checkpoints.
@@ -114,11 +119,11 @@ pub trait Store: Send + Sync + 'static {
     async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError>;
 
     /// The remembered answer for an unexpired idempotency key, if any.
-    fn idempotency(&self, source: &str, key: &str) -> Result<Option<PushRecord>, StoreError>;
+    async fn idempotency(&self, source: &str, key: &str) -> Result<Option<PushRecord>, StoreError>;
 
     /// Up to `limit` NDJSON lines (without newline) with offsets greater than
     /// `after` (or from the start).
-    fn read(
+    async fn read(
         &self,
         source: &str,
         after: Option<u64>,
@@ -126,19 +131,22 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<(u64, bytes::Bytes)>, StoreError>;
 
     /// The highest offset stored for `source`.
-    fn last_offset(&self, source: &str) -> Result<Option<u64>, StoreError>;
+    async fn last_offset(&self, source: &str) -> Result<Option<u64>, StoreError>;
 
     /// A receiver that changes after every commit, for long polls.
     fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
 
-    fn checkpoint(
+    async fn checkpoint(
         &self,
         source: &str,
         partition: Option<&str>,
     ) -> Result<Option<Checkpoint>, StoreError>;
 
     /// Every checkpoint of `source`, keyed by partition.
-    fn checkpoints(&self, source: &str) -> Result<Vec<(Option<String>, Checkpoint)>, StoreError>;
+    async fn checkpoints(
+        &self,
+        source: &str,
+    ) -> Result<Vec<(Option<String>, Checkpoint)>, StoreError>;
 
     /// Sets (`Some`) or removes (`None`) a checkpoint, durably.
     async fn set_checkpoint(
@@ -149,30 +157,53 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// Removes dedup marks that expired before `now_ms`; returns how many.
-    fn collect_expired(&self, now_ms: u64) -> Result<usize, StoreError>;
+    async fn collect_expired(&self, now_ms: u64) -> Result<usize, StoreError>;
 
     /// Bytes on disk.
     fn size_on_disk(&self) -> u64;
 
     /// Flushes everything written so far to disk.
-    fn flush(&self) -> Result<(), StoreError>;
+    async fn flush(&self) -> Result<(), StoreError>;
 
     /// A consumer cursor: the last offset consumer `name` has read.
-    fn cursor(&self, source: &str, name: &str) -> Result<Option<u64>, StoreError>;
+    async fn cursor(&self, source: &str, name: &str) -> Result<Option<u64>, StoreError>;
 
     /// Every consumer cursor of `source`.
-    fn cursors(&self, source: &str) -> Result<Vec<(String, u64)>, StoreError>;
+    async fn cursors(&self, source: &str) -> Result<Vec<(String, u64)>, StoreError>;
 
     /// Registers or moves a consumer cursor, durably.
     async fn set_cursor(&self, source: &str, name: &str, offset: u64) -> Result<(), StoreError>;
 
     /// Applies a retention policy to the journal of `source`, oldest first.
-    fn trim(
+    async fn trim(
         &self,
         source: &str,
         policy: &Retention,
         now_ms: u64,
     ) -> Result<TrimOutcome, StoreError>;
+
+    /// Claims (or renews) this host's pull lease on `source`/`partition`,
+    /// one of the `of` partitions the connector has; `true` when this host
+    /// may pull it now. Hosts sharing a store each take about `of / hosts`
+    /// leases. A store only one host uses grants every lease.
+    async fn lease(
+        &self,
+        _source: &str,
+        _partition: Option<&str>,
+        _of: usize,
+    ) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    /// Gives up every lease this host holds (at shutdown), so other hosts
+    /// take the partitions over at once instead of after the TTL.
+    async fn release_leases(&self) {}
+
+    /// How long a dead host's lease blocks others (`None`: no leases). A
+    /// partition leased elsewhere is tried again at least this often.
+    fn lease_ttl(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// How long, and how much, of a source's journal to keep.

@@ -16,7 +16,7 @@
 //! batch and flushes once: concurrent requests share one fsync, and no
 //! caller is answered before that fsync returns.
 
-use super::envelope::line;
+use super::envelope::{line, received_ms};
 use super::{
     Checkpoint, Commit, CommitOutcome, PushRecord, Retention, Store, StoreError, TrimOutcome,
     now_ms,
@@ -195,7 +195,11 @@ impl Store for SledStore {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    fn idempotency(&self, source: &str, key_: &str) -> Result<Option<PushRecord>, StoreError> {
+    async fn idempotency(
+        &self,
+        source: &str,
+        key_: &str,
+    ) -> Result<Option<PushRecord>, StoreError> {
         let Some(value) = self
             .tree
             .get(key(b'i', source, key_.as_bytes()))
@@ -206,7 +210,7 @@ impl Store for SledStore {
         decode_idempotency(&value, now_ms())
     }
 
-    fn read(
+    async fn read(
         &self,
         source: &str,
         after: Option<u64>,
@@ -254,7 +258,7 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn last_offset(&self, source: &str) -> Result<Option<u64>, StoreError> {
+    async fn last_offset(&self, source: &str) -> Result<Option<u64>, StoreError> {
         last_offset(&self.tree, source)
     }
 
@@ -262,7 +266,7 @@ impl Store for SledStore {
         self.commits.clone()
     }
 
-    fn checkpoint(
+    async fn checkpoint(
         &self,
         source: &str,
         partition: Option<&str>,
@@ -274,7 +278,10 @@ impl Store for SledStore {
             .transpose()
     }
 
-    fn checkpoints(&self, source: &str) -> Result<Vec<(Option<String>, Checkpoint)>, StoreError> {
+    async fn checkpoints(
+        &self,
+        source: &str,
+    ) -> Result<Vec<(Option<String>, Checkpoint)>, StoreError> {
         let prefix = key(b'c', source, &[]);
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(&prefix) {
@@ -308,7 +315,7 @@ impl Store for SledStore {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    fn collect_expired(&self, now: u64) -> Result<usize, StoreError> {
+    async fn collect_expired(&self, now: u64) -> Result<usize, StoreError> {
         let mut removed = 0;
         for prefix in [b'i', b'd'] {
             for item in self.tree.scan_prefix([prefix, 0]) {
@@ -333,11 +340,11 @@ impl Store for SledStore {
         self.db.size_on_disk().unwrap_or(0)
     }
 
-    fn flush(&self) -> Result<(), StoreError> {
+    async fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map(|_| ()).map_err(io)
     }
 
-    fn cursor(&self, source: &str, name: &str) -> Result<Option<u64>, StoreError> {
+    async fn cursor(&self, source: &str, name: &str) -> Result<Option<u64>, StoreError> {
         self.tree
             .get(key(b'u', source, name.as_bytes()))
             .map_err(io)?
@@ -345,7 +352,7 @@ impl Store for SledStore {
             .transpose()
     }
 
-    fn cursors(&self, source: &str) -> Result<Vec<(String, u64)>, StoreError> {
+    async fn cursors(&self, source: &str) -> Result<Vec<(String, u64)>, StoreError> {
         let prefix = key(b'u', source, &[]);
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(&prefix) {
@@ -370,7 +377,12 @@ impl Store for SledStore {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    fn trim(&self, source: &str, policy: &Retention, now: u64) -> Result<TrimOutcome, StoreError> {
+    async fn trim(
+        &self,
+        source: &str,
+        policy: &Retention,
+        now: u64,
+    ) -> Result<TrimOutcome, StoreError> {
         let start = event_key(source, 0);
         let end = event_key(source, u64::MAX);
         let mut total: u64 = 0;
@@ -378,7 +390,12 @@ impl Store for SledStore {
             let (_, v) = item.map_err(io)?;
             total += v.len() as u64;
         }
-        let lowest_cursor = self.cursors(source)?.into_iter().map(|(_, o)| o).min();
+        let lowest_cursor = self
+            .cursors(source)
+            .await?
+            .into_iter()
+            .map(|(_, o)| o)
+            .min();
         let cutoff = policy
             .max_age
             .map(|age| now.saturating_sub(age.as_millis() as u64));
@@ -481,19 +498,6 @@ fn decode_u64(value: &[u8]) -> Result<u64, StoreError> {
 }
 
 /// `received_ms` from a stored envelope, without parsing all of it.
-fn received_ms(value: &[u8]) -> Option<u64> {
-    const FIELD: &[u8] = b"\"received_ms\":";
-    let at = value.windows(FIELD.len()).position(|w| w == FIELD)? + FIELD.len();
-    let digits = value[at..]
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .count();
-    std::str::from_utf8(&value[at..at + digits])
-        .ok()?
-        .parse()
-        .ok()
-}
-
 fn decode_checkpoint(value: &[u8]) -> Result<Checkpoint, StoreError> {
     serde_json::from_slice(value).map_err(|e| StoreError::Corrupt(format!("checkpoint: {e}")))
 }
@@ -821,21 +825,24 @@ mod tests {
             );
         }
         let store = SledStore::open(dir.path(), true).unwrap();
-        let lines = store.read("s", None, 100).unwrap();
+        let lines = store.read("s", None, 100).await.unwrap();
         assert_eq!(
             lines.iter().map(|(o, _)| *o).collect::<Vec<_>>(),
             vec![1, 2, 3, 4]
         );
         let v: serde_json::Value = serde_json::from_slice(&lines[3].1).unwrap();
         assert_eq!(v["offset"], 4);
-        assert_eq!(store.checkpoint("s", None).unwrap().unwrap().value(), "cp1");
-        assert!(store.idempotency("s", "k1").unwrap().is_some());
+        assert_eq!(
+            store.checkpoint("s", None).await.unwrap().unwrap().value(),
+            "cp1"
+        );
+        assert!(store.idempotency("s", "k1").await.unwrap().is_some());
         let out = store.commit(commit(&[None], None, None)).await.unwrap();
         let CommitOutcome::Stored { record, .. } = out else {
             panic!()
         };
         assert_eq!(record.first_offset, Some(5));
-        assert_eq!(store.read("s", Some(3), 1).unwrap()[0].0, 4);
+        assert_eq!(store.read("s", Some(3), 1).await.unwrap()[0].0, 4);
     }
 
     #[tokio::test]
@@ -863,6 +870,7 @@ mod tests {
         assert_eq!(stored, 10, "one commit per idempotency key");
         let offsets: Vec<u64> = store
             .read("s", None, 100)
+            .await
             .unwrap()
             .iter()
             .map(|(o, _)| *o)
@@ -888,8 +896,8 @@ mod tests {
             checkpoint: None,
         };
         store.commit(commit).await.unwrap();
-        assert_eq!(store.read("s", None, 10).unwrap().len(), 1);
-        assert_eq!(store.read("s", Some(1), 10).unwrap().len(), 1);
+        assert_eq!(store.read("s", None, 10).await.unwrap().len(), 1);
+        assert_eq!(store.read("s", Some(1), 10).await.unwrap().len(), 1);
     }
 
     #[tokio::test]
@@ -900,8 +908,8 @@ mod tests {
             .commit(commit(&[Some("a")], Some("k"), None))
             .await
             .unwrap();
-        assert_eq!(store.collect_expired(now_ms()).unwrap(), 0);
-        assert_eq!(store.collect_expired(now_ms() + 61_000).unwrap(), 2);
-        assert!(store.idempotency("s", "k").unwrap().is_none());
+        assert_eq!(store.collect_expired(now_ms()).await.unwrap(), 0);
+        assert_eq!(store.collect_expired(now_ms() + 61_000).await.unwrap(), 2);
+        assert!(store.idempotency("s", "k").await.unwrap().is_none());
     }
 }
