@@ -351,10 +351,21 @@ async fn a_nats_restart_under_push_load_loses_no_acknowledged_event() {
         (statuses.lock().unwrap().get(&503).copied().unwrap_or(0) >= 3).then_some(())
     })
     .await;
+    // The load balancer's view: not ready while the store is away.
+    let ready = eventually(WAIT, "/readyz 503 while NATS is down", || async {
+        let (code, ready) = host.get_json("/readyz").await;
+        (code == 503).then_some(ready)
+    })
+    .await;
+    assert_eq!(ready["error"]["code"], "store_unavailable", "{ready}");
     let before = count_acked();
     nats.restart();
     eventually(WAIT, "pushes acknowledged after the restart", || async {
         (count_acked() >= before + 50).then_some(())
+    })
+    .await;
+    eventually(WAIT, "/readyz 200 again", || async {
+        (host.get_json("/readyz").await.0 == 200).then_some(())
     })
     .await;
     stop.store(true, Ordering::SeqCst);
@@ -456,6 +467,10 @@ url = "http://127.0.0.1:{port}/items"
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+    // Reading the checkpoint on host A meanwhile must not make A's stale
+    // write look current.
+    let (_, cp) = a.get_json("/v1/connectors/rows/checkpoint").await;
+    assert_eq!(cp["value"], "2", "{cp}");
     release.notify_one();
     let status = puller.await.unwrap();
     assert_ne!(status, 200, "the run whose checkpoint write lost must fail");

@@ -1,4 +1,4 @@
-//! `cargo xtask bench [push|pull|call|reload|memory|all] [--smoke]`:
+//! `cargo xtask bench [push|pull|call|reload|memory|scale|all] [--smoke]`:
 //! release builds, each figure beside a ceiling measured in the same run; a
 //! markdown table on stdout and JSON under `target/bench/`. `--smoke` runs
 //! each harness for a moment on the debug build: it checks the harness
@@ -10,6 +10,7 @@ mod memory;
 mod pull;
 mod push;
 mod reload;
+mod scale;
 
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
@@ -38,8 +39,12 @@ pub fn run(which: &str, smoke: bool) -> Result<()> {
         memory::run(smoke)?;
         ran = true;
     }
+    if all || which == "scale" {
+        scale::run(smoke)?;
+        ran = true;
+    }
     if !ran {
-        bail!("unknown benchmark `{which}`; use push, pull, call, reload, memory or all");
+        bail!("unknown benchmark `{which}`; use push, pull, call, reload, memory, scale or all");
     }
     Ok(())
 }

@@ -63,14 +63,21 @@ pub async fn route(host: Arc<Host>, req: http::Request<Incoming>) -> Resp {
         }
         RouteId::Healthz => reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
         RouteId::Readyz => {
-            if host.ready() {
-                reply::json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
-            } else {
+            if !host.ready() {
                 reply::error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "not_ready",
                     "the first plugin scan has not finished",
                 )
+            } else if let Err(err) = host.store.available() {
+                // A load balancer sends pushes to hosts whose store works.
+                reply::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    &err.to_string(),
+                )
+            } else {
+                reply::json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
             }
         }
         RouteId::Metrics => connectors::metrics(&host).await,

@@ -320,6 +320,38 @@ mod tests {
     }
 
     #[test]
+    fn store_section_selects_jetstream_and_checks_names() {
+        let c: HostConfig = parse_toml(
+            Path::new("inlet.toml"),
+            "[store]\nkind = \"jetstream\"\nurl = \"nats://a:4222,nats://b:4222\"\nreplicas = 3\nlease_ttl = \"5s\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.store.kind, StoreKind::Jetstream);
+        assert_eq!(c.store.replicas, 3);
+        assert_eq!(c.store.lease_ttl, Duration::from_secs(5));
+        c.validate(Path::new("inlet.toml")).unwrap();
+        assert_eq!(HostConfig::default().store.kind, StoreKind::Sled);
+
+        let err = parse_toml::<HostConfig>(Path::new("inlet.toml"), "[store]\nkind = \"redis\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("redis") && err.contains("jetstream"), "{err}");
+        for (toml, key) in [
+            ("[store]\nstream_prefix = \"a.b\"\n", "store.stream_prefix"),
+            (
+                "[store]\nsubject_prefix = \"in.*\"\n",
+                "store.subject_prefix",
+            ),
+            ("[store]\nreplicas = 7\n", "store.replicas"),
+            ("[store]\nlease_ttl = \"100ms\"\n", "store.lease_ttl"),
+        ] {
+            let c: HostConfig = parse_toml(Path::new("inlet.toml"), toml).unwrap();
+            let err = c.validate(Path::new("inlet.toml")).unwrap_err().to_string();
+            assert!(err.contains(key), "{toml}: {err}");
+        }
+    }
+
+    #[test]
     fn bad_duration_is_explained() {
         let err = parse_toml::<HostConfig>(
             Path::new("inlet.toml"),

@@ -215,22 +215,7 @@ async fn pull_partition(
     let state = host.registry.source(name);
     let lock = state.partition_lock(partition.as_deref());
     let _partition = lock.lock().await;
-    // Hosts sharing a store pull each partition from one host at a time.
-    let leased = host
-        .store
-        .lease(name, partition.as_deref(), of)
-        .await
-        .map_err(|source| PullError::Store {
-            name: name.to_string(),
-            source,
-        })?;
-    if !leased {
-        tracing::debug!(connector = %name, partition = ?partition, "Partition leased by another host; skipped.");
-        return Ok(RunSummary {
-            leased_elsewhere: 1,
-            ..Default::default()
-        });
-    }
+
     let _slot = host
         .scheduler
         .slots(name, connector.manifest.pull.max_parallel)
@@ -250,12 +235,29 @@ async fn pull_partition(
             name: name.to_string(),
             source,
         };
-        let since = host
+        // Hosts sharing a store pull a partition from one host at a time;
+        // the lease is checked (and renewed) before every batch, so a host
+        // that lost it stops after the batch in hand.
+        let leased = if summary.batches == 0 {
+            host.store.lease(name, partition.as_deref(), of).await
+        } else {
+            host.store.keep_lease(name, partition.as_deref()).await
+        };
+        if !leased.map_err(store_err)? {
+            if summary.batches == 0 {
+                tracing::debug!(connector = %name, partition = ?partition, "Partition leased by another host; skipped.");
+                summary.leased_elsewhere = 1;
+            } else {
+                tracing::warn!(connector = %name, partition = ?partition, "Pull lease lost during the run; another host goes on from the checkpoint.");
+            }
+            break;
+        }
+        let read = host
             .store
-            .checkpoint(name, partition.as_deref())
+            .checkpoint_for_pull(name, partition.as_deref())
             .await
-            .map_err(store_err)?
-            .map(|c| c.value().to_string());
+            .map_err(store_err)?;
+        let since = read.value.clone();
         let batch = host
             .registry
             .runtime()
@@ -290,6 +292,7 @@ async fn pull_partition(
             dedup_window: connector.push.dedup_window,
             idempotency: None,
             checkpoint: batch.checkpoint.clone().map(|c| (partition.clone(), c)),
+            since: Some(read),
         };
         // `has-more` without a new checkpoint would pull the same page again
         // and again: stop the run and say so.

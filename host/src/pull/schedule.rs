@@ -319,6 +319,7 @@ async fn run_loop(host: Arc<Host>, name: String) {
                     interval_ms: interval.map(|i| i.as_millis() as u64),
                     consecutive_failures: 0,
                     last_error: None,
+                    leased_elsewhere: summary.leased_elsewhere,
                 };
                 state.set_error(None);
                 let next = if summary.budget_exhausted > 0 {

@@ -202,6 +202,7 @@ async fn handle_inner(
             )
         }),
         checkpoint: None,
+        since: None,
     };
     match host.store.commit(commit).await {
         Ok(CommitOutcome::Stored { record, dropped }) => {

@@ -69,6 +69,9 @@ pub struct PullStatus {
     pub interval_ms: Option<u64>,
     pub consecutive_failures: u32,
     pub last_error: Option<String>,
+    /// Partitions the last run left to other hosts, which hold their pull
+    /// leases (JetStream store only).
+    pub leased_elsewhere: u32,
 }
 
 /// Per-source state that outlives any one loaded version.

@@ -21,14 +21,16 @@
 //!   whose entries expire `lease_ttl` after their last write.
 //!
 //! A pull batch is published first and its checkpoint is written after every
-//! publish ack, so the checkpoint never runs ahead of the data. A crash in
-//! between leaves the old checkpoint; the next pull reads the same batch
-//! again and its msg-ids (event ids, or for events without one the
-//! partition, the checkpoint pair and the index) make the re-publish a no-op.
+//! publish ack, with compare-and-set on the revision the pull read, so the
+//! checkpoint never runs ahead of the data and never moves under another
+//! writer. A crash in between leaves the old checkpoint; the next pull reads
+//! the same batch again and its msg-ids (event ids, or for events without
+//! one a digest of the partition, the checkpoint it was pulled from and the
+//! event's content) make the re-publish a no-op.
 
 use super::{
-    Checkpoint, Commit, CommitOutcome, PushRecord, Retention, Store, StoreError, TrimOutcome,
-    now_ms,
+    Checkpoint, CheckpointRead, Commit, CommitOutcome, PushRecord, Retention, Store, StoreError,
+    TrimOutcome, now_ms,
 };
 use crate::config::StoreConfig;
 use async_nats::jetstream::{self, kv, stream};
@@ -37,7 +39,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -53,6 +55,10 @@ const TRIM_SCAN_MAX: u64 = 100_000;
 /// Bytes JetStream's file store adds to a message's subject and payload
 /// (record header, hash, the `Nats-Msg-Id` header).
 const STORED_OVERHEAD: u64 = 30 + 100;
+/// Publish acks one commit waits for at once; more waits for the oldest.
+const ACK_WINDOW: usize = 256;
+/// Header naming the idempotency key (hashed) an event was pushed with.
+const KEY_HEADER: &str = "Inlet-Key";
 /// History kept per checkpoint (`nats kv history` shows earlier values).
 const CHECKPOINT_HISTORY: i64 = 5;
 
@@ -69,18 +75,18 @@ struct Inner {
     checkpoints: kv::Store,
     cursors: kv::Store,
     leases: kv::Store,
-    /// Per-source stream and idempotency bucket, once looked up or created.
-    sources: tokio::sync::Mutex<HashMap<String, Arc<SourceHandles>>>,
-    /// Checkpoint key → (revision, value) this host last read or wrote: the
-    /// expected revision of the next compare-and-set.
-    seen: Mutex<HashMap<String, (u64, Option<String>)>>,
+    /// Per-source stream and idempotency bucket, once looked up or created
+    /// (no I/O is done under this lock).
+    sources: Mutex<HashMap<String, Arc<SourceHandles>>>,
+    /// Sources this host pulls (last lease request): its membership.
+    active: Mutex<HashMap<String, Instant>>,
+    /// Hosts pulling each source, at the last membership check.
+    members: Mutex<HashMap<String, usize>>,
     /// Lease key → what this host holds.
     held: Mutex<HashMap<String, Held>>,
     /// Serializes lease writes (claims, renewals, releases): each write
     /// expects the revision the previous one produced.
     lease_ops: tokio::sync::Mutex<()>,
-    /// Hosts alive at the last membership check (at least 1: this one).
-    live_hosts: AtomicUsize,
     commits: watch::Sender<u64>,
     size: AtomicU64,
 }
@@ -223,6 +229,7 @@ impl JetStreamStore {
         }
         let js = jetstream::ContextBuilder::new()
             .timeout(config.request_timeout)
+            .ack_timeout(config.request_timeout)
             .build(client.clone());
         account_storage(&client).await?;
         let bucket = |name: &str| format!("{}{name}", config.bucket_prefix);
@@ -247,14 +254,18 @@ impl JetStreamStore {
             cursors,
             leases,
             sources: Default::default(),
-            seen: Default::default(),
+            active: Default::default(),
+            members: Default::default(),
             held: Default::default(),
             lease_ops: Default::default(),
-            live_hosts: AtomicUsize::new(1),
             commits,
             size: AtomicU64::new(0),
         });
-        inner.heartbeat().await;
+        if config.replicas == 1 {
+            tracing::warn!(
+                "[store] replicas = 1: an acknowledged event survives an inlet or nats-server crash, but nats-server fsyncs its file store only every two minutes by default, so a power cut of that machine can lose it; use a three-node NATS cluster with replicas = 3 in production."
+            );
+        }
         tokio::spawn(upkeep(Arc::downgrade(&inner)));
         tokio::spawn(poll_ticks(Arc::downgrade(&inner)));
         tracing::info!(url = %config.url, host_id = %inner.host_id, "Store: NATS JetStream.");
@@ -278,6 +289,60 @@ impl Inner {
         }
     }
 
+    /// A checkpoint and its KV revision (0: never written; a deleted one
+    /// has the revision of its delete marker).
+    async fn read_checkpoint(
+        &self,
+        source: &str,
+        partition: Option<&str>,
+    ) -> Result<(u64, Option<Checkpoint>), StoreError> {
+        self.connected()?;
+        let key = checkpoint_key(source, partition);
+        let entry = self
+            .checkpoints
+            .entry(key.clone())
+            .await
+            .map_err(|e| unavailable(&format!("checkpoint {key}"), e))?;
+        Ok(match entry {
+            Some(e) if e.operation == kv::Operation::Put => {
+                let cp: Checkpoint = serde_json::from_slice(&e.value).map_err(|err| {
+                    StoreError::Corrupt(format!("checkpoint {key} is not a checkpoint: {err}"))
+                })?;
+                (e.revision, Some(cp))
+            }
+            Some(e) => (e.revision, None),
+            None => (0, None),
+        })
+    }
+
+    /// Renews a held lease on its revision; `false` (and forgotten) when it
+    /// expired or another host has it now. The caller holds `lease_ops`.
+    async fn renew(&self, key: &str, revision: u64) -> Result<bool, StoreError> {
+        match self
+            .leases
+            .update(key, Bytes::from(self.host_id.clone()), revision)
+            .await
+        {
+            Ok(rev) => {
+                if let Some(h) = self.held.lock().expect("lock").get_mut(key) {
+                    h.revision = rev;
+                }
+                Ok(true)
+            }
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                self.held.lock().expect("lock").remove(key);
+                Ok(false)
+            }
+            Err(e) => Err(unavailable(&format!("lease {key}"), e)),
+        }
+    }
+
+    /// Drops the cached handles of `source`, so the next call looks its
+    /// stream up again (after an error that may mean it changed or went).
+    fn forget(&self, source: &str) {
+        self.sources.lock().expect("lock").remove(source);
+    }
+
     fn stream_name(&self, source: &str) -> String {
         format!("{}{source}", self.config.stream_prefix)
     }
@@ -293,8 +358,7 @@ impl Inner {
         source: &str,
         create: Option<Duration>,
     ) -> Result<Option<Arc<SourceHandles>>, StoreError> {
-        let mut sources = self.sources.lock().await;
-        if let Some(h) = sources.get(source)
+        if let Some(h) = self.sources.lock().expect("lock").get(source)
             && create.is_none_or(|w| w == h.dedup_window)
         {
             return Ok(Some(h.clone()));
@@ -327,6 +391,9 @@ impl Inner {
                 }
             }
             Some(window) => {
+                // The bucket first: a stream that exists always has one.
+                let idempotency =
+                    kv_bucket(&self.js, &bucket, 1, window, self.config.replicas).await?;
                 let mut config = stream::Config {
                     name: name.clone(),
                     subjects: vec![self.subject(source)],
@@ -359,8 +426,6 @@ impl Inner {
                         .await
                         .map_err(|e| unavailable(&format!("stream {name}"), e))?;
                 }
-                let idempotency =
-                    kv_bucket(&self.js, &bucket, 1, window, self.config.replicas).await?;
                 SourceHandles {
                     stream,
                     idempotency,
@@ -369,7 +434,10 @@ impl Inner {
             }
         };
         let handles = Arc::new(handles);
-        sources.insert(source.to_string(), handles.clone());
+        self.sources
+            .lock()
+            .expect("lock")
+            .insert(source.to_string(), handles.clone());
         Ok(Some(handles))
     }
 
@@ -377,38 +445,65 @@ impl Inner {
         let Some(h) = self.source(source, None).await? else {
             return Ok(None);
         };
-        let info = h
-            .stream
-            .get_info()
-            .await
-            .map_err(|e| unavailable(&format!("stream info of {source}"), e))?;
+        let info = h.stream.get_info().await.map_err(|e| {
+            self.forget(source);
+            unavailable(&format!("stream info of {source}"), e)
+        })?;
         Ok(Some(info.state))
     }
 
-    /// Registers this host and counts the live ones.
-    async fn heartbeat(&self) {
-        let key = format!("host.{}", self.host_id);
-        if let Err(e) = self
-            .leases
-            .put(&key, Bytes::from(now_ms().to_string()))
-            .await
-        {
-            tracing::debug!(error = %e, "Host heartbeat failed.");
-            return;
+    /// Sources this host pulls: the ones it asked a lease of within the
+    /// last few lease TTLs, or holds one of.
+    fn active_sources(&self) -> Vec<String> {
+        let window = (self.config.lease_ttl * 3).max(Duration::from_secs(60));
+        let mut active = self.active.lock().expect("lock");
+        active.retain(|_, at| at.elapsed() < window);
+        let mut out: Vec<String> = active.keys().cloned().collect();
+        for h in self.held.lock().expect("lock").values() {
+            if !out.contains(&h.source) {
+                out.push(h.source.clone());
+            }
         }
-        if let Ok(keys) = self.leases.keys().await {
-            let live = keys
-                .try_filter(|k| futures::future::ready(k.starts_with("host.")))
-                .count()
-                .await;
-            self.live_hosts.store(live.max(1), Ordering::Relaxed);
-        }
+        out
     }
 
-    /// Renews every lease this host holds; drops the ones lost or idle.
+    /// Writes `member.{source}.{host}` for every source this host pulls
+    /// (they expire with the lease TTL) and counts the hosts of each.
+    async fn refresh_members(&self) {
+        for source in self.active_sources() {
+            let key = format!("member.{source}.{}", self.host_id);
+            if let Err(e) = self
+                .leases
+                .put(&key, Bytes::from(now_ms().to_string()))
+                .await
+            {
+                tracing::debug!(error = %e, "Membership heartbeat failed.");
+                return;
+            }
+        }
+        let Ok(keys) = self.leases.keys().await else {
+            return;
+        };
+        let keys: Vec<String> = keys
+            .try_filter(|k| futures::future::ready(k.starts_with("member.")))
+            .try_collect()
+            .await
+            .unwrap_or_default();
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for k in keys {
+            if let Some((source, _host)) = k["member.".len()..].split_once('.') {
+                *counts.entry(source.to_string()).or_default() += 1;
+            }
+        }
+        *self.members.lock().expect("lock") = counts;
+    }
+
+    /// Renews every lease this host holds, all at once, each bounded by a
+    /// third of the TTL; drops the ones lost or long unused.
     async fn renew_leases(&self) {
         let _ops = self.lease_ops.lock().await;
         let idle_after = (self.config.lease_ttl * 10).max(Duration::from_secs(300));
+        let bound = self.config.lease_ttl / 3;
         let held: Vec<(String, u64, bool)> = self
             .held
             .lock()
@@ -416,28 +511,43 @@ impl Inner {
             .iter()
             .map(|(k, h)| (k.clone(), h.revision, h.last_used.elapsed() > idle_after))
             .collect();
-        for (key, revision, idle) in held {
+        let renewals = held.into_iter().map(|(key, revision, idle)| async move {
             if idle {
-                self.held.lock().expect("lock").remove(&key);
                 let _ = self
                     .leases
                     .delete_expect_revision(&key, Some(revision))
                     .await;
-                continue;
+                return (key, None);
             }
-            match self
-                .leases
-                .update(&key, Bytes::from(self.host_id.clone()), revision)
-                .await
-            {
-                Ok(rev) => {
-                    if let Some(h) = self.held.lock().expect("lock").get_mut(&key) {
+            let renewed = tokio::time::timeout(
+                bound,
+                self.leases
+                    .update(&key, Bytes::from(self.host_id.clone()), revision),
+            )
+            .await;
+            match renewed {
+                Ok(Ok(rev)) => (key, Some(rev)),
+                Ok(Err(e)) => {
+                    tracing::warn!(lease = %key, error = %e, "Pull lease lost; another host may take the partition over.");
+                    (key, None)
+                }
+                Err(_) => {
+                    tracing::warn!(lease = %key, "Pull lease renewal timed out; treating the lease as lost.");
+                    (key, None)
+                }
+            }
+        });
+        let results = futures::future::join_all(renewals).await;
+        let mut held = self.held.lock().expect("lock");
+        for (key, revision) in results {
+            match revision {
+                Some(rev) => {
+                    if let Some(h) = held.get_mut(&key) {
                         h.revision = rev;
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(lease = %key, error = %e, "Pull lease lost; another host may take the partition over.");
-                    self.held.lock().expect("lock").remove(&key);
+                None => {
+                    held.remove(&key);
                 }
             }
         }
@@ -458,7 +568,7 @@ async fn upkeep(inner: Weak<Inner>) {
             continue;
         }
         inner.renew_leases().await;
-        inner.heartbeat().await;
+        inner.refresh_members().await;
         if let Ok(storage) = account_storage(&inner.client).await {
             inner.size.store(storage, Ordering::Relaxed);
         }
@@ -487,69 +597,70 @@ impl Store for JetStreamStore {
             .source(source, Some(commit.dedup_window))
             .await?
             .expect("created");
+        // The push path looked the key up before calling the connector; the
+        // record's `create` below settles a race with another host.
         let idem_key = commit
             .idempotency
             .as_ref()
             .map(|(k, _)| sha(&[k.as_bytes()]));
-        if let Some(k) = &idem_key
-            && let Some(record) = read_record(&handles.idempotency, k).await?
-        {
-            return Ok(CommitOutcome::Duplicate(record));
-        }
-        // Msg-ids of id-less pull events: a replay of this batch (same
-        // partition, same checkpoint before and after) gets the same ones.
-        let replay_id = commit.checkpoint.as_ref().map(|(p, next)| {
-            let key = checkpoint_key(source, p.as_deref());
-            let since = inner
-                .seen
-                .lock()
-                .expect("lock")
-                .get(&key)
-                .and_then(|(_, v)| v.clone());
-            sha(&[
-                p.as_deref().unwrap_or("").as_bytes(),
-                since.as_deref().unwrap_or("").as_bytes(),
-                next.as_bytes(),
-            ])
-        });
+        let replay = replay_base(&commit);
+        let mut occurrences: HashMap<String, usize> = HashMap::new();
         let subject = inner.subject(source);
-        let mut acks = Vec::with_capacity(commit.events.len());
+        let mut pending = std::collections::VecDeque::with_capacity(ACK_WINDOW);
+        let mut settled = Settled::default();
         for (i, event) in commit.events.iter().enumerate() {
-            let (msg_id, own) = match (&event.id, &idem_key, &replay_id) {
+            let (msg_id, own) = match (&event.id, &idem_key, &replay) {
                 (Some(id), _, _) => (Some(format!("e:{}", sha(&[id.as_bytes()]))), false),
                 (None, Some(k), _) => (Some(format!("k:{k}:{i}")), true),
-                (None, None, Some(r)) => (Some(format!("p:{r}:{i}")), false),
+                (None, None, Some(base)) => {
+                    let digest = content_digest(&event.tail);
+                    let n = occurrences.entry(digest.clone()).or_default();
+                    *n += 1;
+                    (
+                        Some(format!(
+                            "p:{}:{n}",
+                            sha(&[base.as_bytes(), digest.as_bytes()])
+                        )),
+                        false,
+                    )
+                }
                 (None, None, None) => (None, false),
             };
             let mut headers = async_nats::HeaderMap::new();
             if let Some(id) = &msg_id {
                 headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
             }
-            let ack = inner
+            if let Some(k) = &idem_key {
+                headers.insert(KEY_HEADER, k.as_str());
+            }
+            let ack = match inner
                 .js
                 .publish_with_headers(subject.clone(), headers, Bytes::from(event.tail.clone()))
                 .await
-                .map_err(|e| unavailable("publish", e))?;
-            acks.push((ack, own));
-        }
-        let mut record = PushRecord::default();
-        let mut dropped = 0u32;
-        for (ack, own) in acks {
-            let ack = ack.await.map_err(|e| unavailable("publish ack", e))?;
-            // A duplicate of this request's own event (an earlier attempt
-            // stored it) is this request's; any other duplicate is dropped.
-            if ack.duplicate && !own {
-                dropped += 1;
-                continue;
+            {
+                Ok(ack) => ack,
+                Err(e) => {
+                    inner.forget(source);
+                    return Err(unavailable("publish", e));
+                }
+            };
+            pending.push_back((ack, own));
+            if pending.len() >= ACK_WINDOW {
+                let (ack, own) = pending.pop_front().expect("not empty");
+                settled
+                    .settle(inner, source, &handles, idem_key.as_deref(), ack, own)
+                    .await?;
             }
-            record.events += 1;
-            record.first_offset.get_or_insert(ack.sequence);
-            record.last_offset = Some(
-                record
-                    .last_offset
-                    .map_or(ack.sequence, |l| l.max(ack.sequence)),
-            );
         }
+        while let Some((ack, own)) = pending.pop_front() {
+            settled
+                .settle(inner, source, &handles, idem_key.as_deref(), ack, own)
+                .await?;
+        }
+        let Settled {
+            mut record,
+            dropped,
+        } = settled;
         if let (Some(k), Some((_, answer))) = (&idem_key, &commit.idempotency) {
             record.reply = answer.reply.clone();
             let value = serde_json::to_vec(&record).expect("record serializes");
@@ -566,10 +677,23 @@ impl Store for JetStreamStore {
             }
         }
         if let Some((partition, value)) = &commit.checkpoint {
-            set_checkpoint_cas(inner, source, partition.as_deref(), value).await?;
+            let expected = commit.since.as_ref().map_or(0, |s| s.revision);
+            set_checkpoint_cas(inner, source, partition.as_deref(), value, expected).await?;
         }
         inner.commits.send_modify(|n| *n += 1);
         Ok(CommitOutcome::Stored { record, dropped })
+    }
+
+    async fn checkpoint_for_pull(
+        &self,
+        source: &str,
+        partition: Option<&str>,
+    ) -> Result<CheckpointRead, StoreError> {
+        let (revision, checkpoint) = self.inner.read_checkpoint(source, partition).await?;
+        Ok(CheckpointRead {
+            value: checkpoint.map(|c| c.value().to_string()),
+            revision,
+        })
     }
 
     async fn idempotency(&self, source: &str, key: &str) -> Result<Option<PushRecord>, StoreError> {
@@ -599,16 +723,16 @@ impl Store for JetStreamStore {
         if state.messages == 0 || first > state.last_sequence || limit == 0 {
             return Ok(Vec::new());
         }
-        let last = state
-            .last_sequence
-            .min(first.saturating_add(limit as u64 - 1));
+        // Read from the stream leader (a direct get may be answered by a
+        // replica that lags); a missing sequence is a message retention or
+        // a purge removed, skipped until `limit` events are found.
         let stream = h.stream.clone();
-        let mut gets = futures::stream::iter(first..=last)
+        let mut gets = futures::stream::iter(first..=state.last_sequence)
             .map(|seq| {
                 let stream = stream.clone();
-                async move { (seq, stream.direct_get(seq).await) }
+                async move { (seq, stream.get_raw_message(seq).await) }
             })
-            .buffered(READ_PIPELINE);
+            .buffered(READ_PIPELINE.min(limit));
         let mut out = Vec::new();
         let mut bytes = 0usize;
         while let Some((seq, got)) = gets.next().await {
@@ -629,9 +753,11 @@ impl Store for JetStreamStore {
                         break;
                     }
                 }
-                // Removed by retention or purged: a gap in the offsets.
-                Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => {}
-                Err(e) => return Err(unavailable(&format!("read {source} at {seq}"), e)),
+                Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => {}
+                Err(e) => {
+                    self.inner.forget(source);
+                    return Err(unavailable(&format!("read {source} at {seq}"), e));
+                }
             }
         }
         Ok(out)
@@ -656,29 +782,7 @@ impl Store for JetStreamStore {
         source: &str,
         partition: Option<&str>,
     ) -> Result<Option<Checkpoint>, StoreError> {
-        self.inner.connected()?;
-        let key = checkpoint_key(source, partition);
-        let entry = self
-            .inner
-            .checkpoints
-            .entry(key.clone())
-            .await
-            .map_err(|e| unavailable(&format!("checkpoint {key}"), e))?;
-        let (revision, checkpoint) = match entry {
-            Some(e) if e.operation == kv::Operation::Put => {
-                let cp: Checkpoint = serde_json::from_slice(&e.value).map_err(|err| {
-                    StoreError::Corrupt(format!("checkpoint {key} is not a checkpoint: {err}"))
-                })?;
-                (e.revision, Some(cp))
-            }
-            Some(e) => (e.revision, None),
-            None => (0, None),
-        };
-        self.inner.seen.lock().expect("lock").insert(
-            key,
-            (revision, checkpoint.as_ref().map(|c| c.value().to_string())),
-        );
-        Ok(checkpoint)
+        Ok(self.inner.read_checkpoint(source, partition).await?.1)
     }
 
     async fn checkpoints(
@@ -734,21 +838,14 @@ impl Store for JetStreamStore {
                     value: v.clone(),
                     updated_ms: now_ms(),
                 };
-                let rev = kv
-                    .put(&key, Bytes::from(serde_json::to_vec(&cp).expect("json")))
+                kv.put(&key, Bytes::from(serde_json::to_vec(&cp).expect("json")))
                     .await
                     .map_err(|e| unavailable(&format!("checkpoint {key}"), e))?;
-                self.inner
-                    .seen
-                    .lock()
-                    .expect("lock")
-                    .insert(key, (rev, Some(v)));
             }
             None => {
                 kv.delete(&key)
                     .await
                     .map_err(|e| unavailable(&format!("checkpoint {key}"), e))?;
-                self.inner.seen.lock().expect("lock").remove(&key);
             }
         }
         Ok(())
@@ -762,6 +859,10 @@ impl Store for JetStreamStore {
 
     fn size_on_disk(&self) -> u64 {
         self.inner.size.load(Ordering::Relaxed)
+    }
+
+    fn available(&self) -> Result<(), StoreError> {
+        self.inner.connected()
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
@@ -864,13 +965,13 @@ impl Store for JetStreamStore {
         let mut gets = futures::stream::iter(state.first_sequence..=last)
             .map(|seq| {
                 let stream = stream.clone();
-                async move { (seq, stream.direct_get(seq).await) }
+                async move { (seq, stream.get_raw_message(seq).await) }
             })
             .buffered(READ_PIPELINE);
         while let Some((seq, got)) = gets.next().await {
             let m = match got {
                 Ok(m) => m,
-                Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => continue,
+                Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => continue,
                 Err(e) => return Err(unavailable(&format!("retention of {source}"), e)),
             };
             let unread = lowest_cursor.is_some_and(|c| seq > c);
@@ -916,9 +1017,30 @@ impl Store for JetStreamStore {
         let inner = &self.inner;
         inner.connected()?;
         let _ops = inner.lease_ops.lock().await;
+        inner
+            .active
+            .lock()
+            .expect("lock")
+            .insert(source.to_string(), Instant::now());
+        let counted = inner.members.lock().expect("lock").get(source).copied();
+        if counted.is_none() {
+            // First pull of this source here: join its members now rather
+            // than at the next heartbeat.
+            let key = format!("member.{source}.{}", inner.host_id);
+            inner
+                .leases
+                .put(&key, Bytes::from(now_ms().to_string()))
+                .await
+                .map_err(|e| unavailable(&format!("membership {key}"), e))?;
+            inner
+                .members
+                .lock()
+                .expect("lock")
+                .insert(source.to_string(), 1);
+        }
+        let hosts = counted.unwrap_or(1).max(1);
+        let share = of.div_ceil(hosts).max(1);
         let key = lease_key(source, partition);
-        let live = inner.live_hosts.load(Ordering::Relaxed).max(1);
-        let share = of.div_ceil(live).max(1);
         let (held_here, held_for_source) = {
             let mut held = inner.held.lock().expect("lock");
             let mine = held.get_mut(&key).map(|h| {
@@ -931,32 +1053,19 @@ impl Store for JetStreamStore {
         if let Some(revision) = held_here {
             if held_for_source > share {
                 // More than a fair share since other hosts joined: hand this
-                // one over (after the run that just ended).
+                // one over (the run has not started on it).
                 inner.held.lock().expect("lock").remove(&key);
                 let _ = inner
                     .leases
                     .delete_expect_revision(&key, Some(revision))
                     .await;
-                tracing::info!(lease = %key, share, "Pull lease handed over to balance hosts.");
+                tracing::info!(lease = %key, share, hosts, "Pull lease handed over to balance the hosts.");
                 return Ok(false);
             }
-            match inner
-                .leases
-                .update(&key, Bytes::from(inner.host_id.clone()), revision)
-                .await
-            {
-                Ok(rev) => {
-                    if let Some(h) = inner.held.lock().expect("lock").get_mut(&key) {
-                        h.revision = rev;
-                    }
-                    return Ok(true);
-                }
-                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                    // Expired and possibly taken: claim it afresh below.
-                    inner.held.lock().expect("lock").remove(&key);
-                }
-                Err(e) => return Err(unavailable(&format!("lease {key}"), e)),
+            if inner.renew(&key, revision).await? {
+                return Ok(true);
             }
+            // Expired (and perhaps taken): claim it afresh below.
         } else if held_for_source >= share {
             return Ok(false);
         }
@@ -977,30 +1086,29 @@ impl Store for JetStreamStore {
                 tracing::debug!(lease = %key, "Pull lease taken.");
                 Ok(true)
             }
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                // Ours from before a restart with the same host id: adopt it.
-                let entry = inner
-                    .leases
-                    .entry(key.clone())
-                    .await
-                    .map_err(|e| unavailable(&format!("lease {key}"), e))?;
-                let Some(entry) = entry.filter(|e| {
-                    e.operation == kv::Operation::Put && e.value == inner.host_id.as_bytes()
-                }) else {
-                    return Ok(false);
-                };
-                inner.held.lock().expect("lock").insert(
-                    key,
-                    Held {
-                        source: source.to_string(),
-                        revision: entry.revision,
-                        last_used: Instant::now(),
-                    },
-                );
-                Ok(true)
-            }
+            // Another host's (a lease is never adopted: two processes with
+            // one host id must not both hold it).
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(unavailable(&format!("lease {key}"), e)),
         }
+    }
+
+    async fn keep_lease(&self, source: &str, partition: Option<&str>) -> Result<bool, StoreError> {
+        let inner = &self.inner;
+        inner.connected()?;
+        let _ops = inner.lease_ops.lock().await;
+        let key = lease_key(source, partition);
+        let revision = {
+            let mut held = inner.held.lock().expect("lock");
+            match held.get_mut(&key) {
+                Some(h) => {
+                    h.last_used = Instant::now();
+                    h.revision
+                }
+                None => return Ok(false),
+            }
+        };
+        inner.renew(&key, revision).await
     }
 
     async fn release_leases(&self) {
@@ -1019,7 +1127,12 @@ impl Store for JetStreamStore {
                 .delete_expect_revision(&key, Some(revision))
                 .await;
         }
-        let _ = inner.leases.delete(format!("host.{}", inner.host_id)).await;
+        for source in inner.active_sources() {
+            let _ = inner
+                .leases
+                .delete(format!("member.{source}.{}", inner.host_id))
+                .await;
+        }
     }
 
     fn lease_ttl(&self) -> Option<Duration> {
@@ -1093,6 +1206,97 @@ async fn kv_bucket(
         .map_err(|e| unavailable(&what(), e))
 }
 
+/// What a commit's publish acks added up to.
+#[derive(Default)]
+struct Settled {
+    record: PushRecord,
+    dropped: u32,
+}
+
+impl Settled {
+    /// Waits for one publish ack. A duplicate of this request's own event
+    /// (an earlier attempt of the same idempotency key stored it, on this
+    /// host or another) is this request's; any other duplicate is dropped.
+    async fn settle(
+        &mut self,
+        inner: &Inner,
+        source: &str,
+        handles: &SourceHandles,
+        idem_key: Option<&str>,
+        ack: jetstream::context::PublishAckFuture,
+        own: bool,
+    ) -> Result<(), StoreError> {
+        let ack = match ack.await {
+            Ok(ack) => ack,
+            Err(e) => {
+                // Looked up again next time, in case the stream was deleted
+                // or changed behind our back.
+                inner.forget(source);
+                return Err(unavailable("publish ack", e));
+            }
+        };
+        let own = own
+            || (ack.duplicate
+                && match idem_key {
+                    Some(k) => {
+                        let original = handles
+                            .stream
+                            .get_raw_message(ack.sequence)
+                            .await
+                            .map_err(|e| unavailable("reading a duplicate's original", e))?;
+                        original
+                            .headers
+                            .get(KEY_HEADER)
+                            .is_some_and(|v| v.as_str() == k)
+                    }
+                    None => false,
+                });
+        if ack.duplicate && !own {
+            self.dropped += 1;
+            return Ok(());
+        }
+        let r = &mut self.record;
+        r.events += 1;
+        r.first_offset = Some(r.first_offset.map_or(ack.sequence, |f| f.min(ack.sequence)));
+        r.last_offset = Some(r.last_offset.map_or(ack.sequence, |l| l.max(ack.sequence)));
+        Ok(())
+    }
+}
+
+/// The part of a replay msg-id shared by a pull batch's id-less events:
+/// the partition and the checkpoint it was pulled from. Only for batches
+/// that move the checkpoint: a replay after a crash is the same pull from
+/// the same checkpoint. A batch that leaves the checkpoint where it was
+/// cannot be told from new data and gets no msg-ids (as on sled).
+fn replay_base(commit: &Commit) -> Option<String> {
+    let (partition, next) = commit.checkpoint.as_ref()?;
+    let since = commit.since.as_ref()?.value.as_deref();
+    if since == Some(next.as_str()) {
+        return None;
+    }
+    Some(sha(&[
+        partition.as_deref().unwrap_or("").as_bytes(),
+        since.map_or(&b"\0none"[..], str::as_bytes),
+    ]))
+}
+
+/// A digest of a stored envelope without its `received_ms`, which differs
+/// between an original pull and its replay.
+fn content_digest(tail: &[u8]) -> String {
+    const FIELD: &[u8] = b"\"received_ms\":";
+    match tail.windows(FIELD.len()).position(|w| w == FIELD) {
+        Some(at) => {
+            let digits_from = at + FIELD.len();
+            let digits = tail[digits_from..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            sha(&[&tail[..at], &tail[digits_from + digits..]])
+        }
+        None => sha(&[tail]),
+    }
+}
+
 async fn read_record(kv: &kv::Store, key: &str) -> Result<Option<PushRecord>, StoreError> {
     let value = kv
         .get(key)
@@ -1107,37 +1311,24 @@ async fn read_record(kv: &kv::Store, key: &str) -> Result<Option<PushRecord>, St
         .transpose()
 }
 
-/// Moves a checkpoint from the revision this host read before the pull;
-/// fails if anyone moved it since.
+/// Moves a checkpoint from `expected`, the revision the pull read; fails
+/// if anyone wrote it since.
 async fn set_checkpoint_cas(
     inner: &Inner,
     source: &str,
     partition: Option<&str>,
     value: &str,
+    expected: u64,
 ) -> Result<(), StoreError> {
     let key = checkpoint_key(source, partition);
-    let expected = inner
-        .seen
-        .lock()
-        .expect("lock")
-        .get(&key)
-        .map_or(0, |(r, _)| *r);
     let cp = Checkpoint::V1 {
         value: value.to_string(),
         updated_ms: now_ms(),
     };
     let bytes = Bytes::from(serde_json::to_vec(&cp).expect("json"));
     match inner.checkpoints.update(&key, bytes, expected).await {
-        Ok(rev) => {
-            inner
-                .seen
-                .lock()
-                .expect("lock")
-                .insert(key, (rev, Some(value.to_string())));
-            Ok(())
-        }
+        Ok(_) => Ok(()),
         Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-            inner.seen.lock().expect("lock").remove(&key);
             Err(StoreError::Conflict(format!(
                 "the checkpoint {key} moved since this pull read it (another host or the admin API wrote it); the batch's events are kept, their msg-ids make the re-pull harmless"
             )))

@@ -38,6 +38,17 @@ pub struct Commit {
     pub idempotency: Option<(String, PushRecord)>,
     /// The checkpoint to store with these events (pull batches).
     pub checkpoint: Option<(Option<String>, String)>,
+    /// The checkpoint the batch was pulled from (pull batches): a shared
+    /// store writes `checkpoint` only if nobody moved it since.
+    pub since: Option<CheckpointRead>,
+}
+
+/// A checkpoint as a pull read it: its value and the store's revision of it
+/// (0 when the store keeps none, or there is no checkpoint yet).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckpointRead {
+    pub value: Option<String>,
+    pub revision: u64,
 }
 
 /// What a push request was answered, remembered with its idempotency key so
@@ -142,6 +153,22 @@ pub trait Store: Send + Sync + 'static {
         partition: Option<&str>,
     ) -> Result<Option<Checkpoint>, StoreError>;
 
+    /// The checkpoint a pull starts from, with the revision a later
+    /// [`Commit::since`] names.
+    async fn checkpoint_for_pull(
+        &self,
+        source: &str,
+        partition: Option<&str>,
+    ) -> Result<CheckpointRead, StoreError> {
+        Ok(CheckpointRead {
+            value: self
+                .checkpoint(source, partition)
+                .await?
+                .map(|c| c.value().to_string()),
+            revision: 0,
+        })
+    }
+
     /// Every checkpoint of `source`, keyed by partition.
     async fn checkpoints(
         &self,
@@ -161,6 +188,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Bytes on disk.
     fn size_on_disk(&self) -> u64;
+
+    /// Whether the store can take writes now, cheaply (no I/O): `/readyz`
+    /// fails while it cannot, so a load balancer routes around this host.
+    fn available(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Flushes everything written so far to disk.
     async fn flush(&self) -> Result<(), StoreError>;
@@ -191,6 +224,16 @@ pub trait Store: Send + Sync + 'static {
         _source: &str,
         _partition: Option<&str>,
         _of: usize,
+    ) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    /// Renews a lease this host holds, between the batches of a run: no
+    /// rebalancing; `false` when it was lost (the run stops).
+    async fn keep_lease(
+        &self,
+        _source: &str,
+        _partition: Option<&str>,
     ) -> Result<bool, StoreError> {
         Ok(true)
     }

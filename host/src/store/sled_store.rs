@@ -782,6 +782,7 @@ mod tests {
             dedup_window: Duration::from_secs(60),
             idempotency: idem.map(|k| (k.to_string(), PushRecord::default())),
             checkpoint: cp.map(|c| (None, c.to_string())),
+            since: None,
         }
     }
 
@@ -894,6 +895,7 @@ mod tests {
             dedup_window: Duration::from_secs(60),
             idempotency: None,
             checkpoint: None,
+            since: None,
         };
         store.commit(commit).await.unwrap();
         assert_eq!(store.read("s", None, 10).await.unwrap().len(), 1);

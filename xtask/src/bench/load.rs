@@ -40,13 +40,25 @@ pub async fn run(
     warmup: Duration,
     duration: Duration,
 ) -> LoadResult {
+    run_over(&[addr.to_string()], path, connections, warmup, duration).await
+}
+
+/// Like [`run`], with the connections spread round-robin over `addrs` (a
+/// load balancer in front of several hosts); keys and ids stay unique.
+pub async fn run_over(
+    addrs: &[String],
+    path: &str,
+    connections: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> LoadResult {
     let counter = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let measure_from = start + warmup;
     let end = measure_from + duration;
     let mut tasks = Vec::new();
     for c in 0..connections {
-        let addr = addr.to_string();
+        let addr = addrs[c % addrs.len()].clone();
         let path = path.to_string();
         let counter = counter.clone();
         tasks.push(tokio::spawn(async move {
