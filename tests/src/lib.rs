@@ -48,6 +48,14 @@ impl TestHost {
         connectors: &[(&str, &str, Option<&str>)],
         adjust: impl FnOnce(&mut HostConfig),
     ) -> TestHost {
+        // The host's warnings and errors go to the test's captured output,
+        // which nextest prints when the test fails.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "warn,wasmtime_wasi_http=error",
+            ))
+            .with_test_writer()
+            .try_init();
         let dir = tempfile::tempdir().expect("temp dir");
         let plugins = dir.path().join("plugins.d");
         std::fs::create_dir_all(&plugins).unwrap();
