@@ -78,7 +78,8 @@ pub struct StoreConfig {
     /// Replicas of every stream and bucket (1, 3 or 5 in a NATS cluster).
     pub replicas: usize,
     /// How long a pull lease lives without renewal: a host that dies loses
-    /// its partitions to the others after at most this long.
+    /// its partitions after at most this long, and the other hosts take
+    /// them at their next scheduled run.
     #[serde(deserialize_with = "duration::deserialize")]
     pub lease_ttl: Duration,
     /// How long a JetStream request (publish ack, KV write) may take before

@@ -322,16 +322,14 @@ async fn run_loop(host: Arc<Host>, name: String) {
                     leased_elsewhere: summary.leased_elsewhere,
                 };
                 state.set_error(None);
-                let next = if summary.budget_exhausted > 0 {
+                // Partitions leased elsewhere do not bring the next run
+                // forward: the schedule is the connector's on every host, and
+                // a dead host's partitions are taken at the next run after
+                // its leases expire.
+                if summary.budget_exhausted > 0 {
                     timing.min.min(BUDGET_PAUSE)
                 } else {
                     timing.next_run(interval.unwrap_or_default())
-                };
-                // A partition another host pulls is checked again within the
-                // lease TTL, so a dead host's partitions move on in time.
-                match host.store.lease_ttl() {
-                    Some(ttl) if summary.leased_elsewhere > 0 => next.min(ttl / 4),
-                    _ => next,
                 }
             }
             Err(err) => {

@@ -1134,10 +1134,6 @@ impl Store for JetStreamStore {
                 .await;
         }
     }
-
-    fn lease_ttl(&self) -> Option<Duration> {
-        Some(self.inner.config.lease_ttl)
-    }
 }
 
 /// The account's JetStream storage in bytes, by a raw `$JS.API.INFO`

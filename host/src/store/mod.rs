@@ -241,12 +241,6 @@ pub trait Store: Send + Sync + 'static {
     /// Gives up every lease this host holds (at shutdown), so other hosts
     /// take the partitions over at once instead of after the TTL.
     async fn release_leases(&self) {}
-
-    /// How long a dead host's lease blocks others (`None`: no leases). A
-    /// partition leased elsewhere is tried again at least this often.
-    fn lease_ttl(&self) -> Option<Duration> {
-        None
-    }
 }
 
 /// How long, and how much, of a source's journal to keep.
