@@ -74,7 +74,7 @@ impl TestHost {
             let server = nats::NatsServer::start();
             config.store.kind = StoreKind::Jetstream;
             config.store.url = server.url();
-            config.store.lease_ttl = Duration::from_secs(2);
+            config.store.lease_ttl = Duration::from_secs(3);
             nats = Some(server);
         }
         let server = Server::start(config.clone(), ServeOptions::default())

@@ -23,7 +23,7 @@ async fn host_on(nats: &NatsServer, connectors: &[(&str, &str, Option<&str>)]) -
     TestHost::start_with(connectors, move |c| {
         c.store.kind = StoreKind::Jetstream;
         c.store.url = url;
-        c.store.lease_ttl = Duration::from_secs(2);
+        c.store.lease_ttl = Duration::from_secs(3);
     })
     .await
 }
@@ -111,6 +111,33 @@ struct Flights {
     per_partition: BTreeMap<String, (usize, usize)>,
 }
 
+/// One request in flight; counted out when dropped, also when the server
+/// drops the handler because the client (a killed host) went away.
+struct InFlight {
+    flights: Arc<Mutex<Flights>>,
+    partition: String,
+}
+
+impl InFlight {
+    fn enter(flights: &Arc<Mutex<Flights>>, partition: &str) -> InFlight {
+        let mut f = flights.lock().unwrap();
+        let e = f.per_partition.entry(partition.to_string()).or_default();
+        e.0 += 1;
+        e.1 = e.1.max(e.0);
+        InFlight {
+            flights: flights.clone(),
+            partition: partition.to_string(),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut f = self.flights.lock().unwrap();
+        f.per_partition.get_mut(&self.partition).unwrap().0 -= 1;
+    }
+}
+
 /// A partitioned source: partition P has `available` items `P-0`, `P-1`,
 /// ...; a page is at most 5 items; each request takes 30 ms.
 async fn partitioned_source(
@@ -122,12 +149,7 @@ async fn partitioned_source(
         let flights = flights.clone();
         async move {
             let p = req.param("partition").unwrap_or_default();
-            {
-                let mut f = flights.lock().unwrap();
-                let e = f.per_partition.entry(p.clone()).or_default();
-                e.0 += 1;
-                e.1 = e.1.max(e.0);
-            }
+            let in_flight = InFlight::enter(&flights, &p);
             tokio::time::sleep(Duration::from_millis(30)).await;
             let start: usize = req.param("since").map_or(0, |s| s.parse().unwrap());
             let end = (start + 5).min(available.load(Ordering::SeqCst));
@@ -135,7 +157,7 @@ async fn partitioned_source(
             let items: Vec<_> = (start..end)
                 .map(|i| json!({"id": format!("{p}-{i}")}))
                 .collect();
-            flights.lock().unwrap().per_partition.get_mut(&p).unwrap().0 -= 1;
+            drop(in_flight);
             Answer::json(
                 200,
                 json!({"items": items, "next_cursor": end.to_string(),
@@ -205,7 +227,7 @@ partitions = "{}"
         std::fs::write(
             &config,
             format!(
-                "[store]\nkind = \"jetstream\"\nurl = \"{}\"\nlease_ttl = \"2s\"\nhost_id = \"host{i}\"\n",
+                "[store]\nkind = \"jetstream\"\nurl = \"{}\"\nlease_ttl = \"3s\"\nhost_id = \"host{i}\"\n",
                 nats.url()
             ),
         )
@@ -296,7 +318,7 @@ partitions = "{}"
     })
     .await;
     eprintln!(
-        "leases of {victim} ({}) moved after {takeover:?} (lease TTL 2 s): {moved:?}",
+        "leases of {victim} ({}) moved after {takeover:?} (lease TTL 3 s): {moved:?}",
         victim_leases.len()
     );
     let events = events_of(survivor.clone()).await.unwrap();
@@ -453,9 +475,13 @@ url = "http://127.0.0.1:{port}/items"
         (a.events("rows").await.len() == 2).then_some(())
     })
     .await;
+    // Host B serves the admin API for `rows` but never pulls it itself (its
+    // schedule fires on 1 January): after A's failed run gives its lease
+    // up, only A's retry pulls.
+    let manifest_b = manifest.replace("every = \"1h\"", "cron = \"0 0 0 1 1 *\"");
     let b = host_on(
         &nats,
-        &[("rows", plugins::PARTITIONED_POLL, Some(&manifest))],
+        &[("rows", plugins::PARTITIONED_POLL, Some(&manifest_b))],
     )
     .await;
     let puller = tokio::spawn({

@@ -63,7 +63,7 @@ pub fn store_failed(err: &StoreError) -> Resp {
     let mut r = error(
         StatusCode::SERVICE_UNAVAILABLE,
         "store_unavailable",
-        "the event store could not complete the write; nothing was stored",
+        "the event store could not complete the write; nothing was acknowledged (retry with the same Idempotency-Key: a retry is stored once)",
     );
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -180,7 +180,15 @@ async fn run_once_inner(
     let mut first_error = None;
     let of = partitions.len();
     let mut results = futures::stream::iter(partitions)
-        .map(|p| pull_partition(host, connector, p, of))
+        .map(|p| async move {
+            let result = pull_partition(host, connector, p.clone(), of).await;
+            if result.is_err() {
+                // Let a healthy host take the partition over; this one
+                // competes for it again at its next run.
+                host.store.drop_lease(&connector.name, p.as_deref()).await;
+            }
+            result
+        })
         .buffer_unordered(max_parallel);
     while let Some(result) = results.next().await {
         match result {

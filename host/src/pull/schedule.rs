@@ -178,6 +178,8 @@ impl Scheduler {
             if !pulls {
                 h.abort();
                 tracing::info!(connector = %name, "Pull schedule stopped: the connector was unloaded or no longer pulls.");
+                let (store, name) = (host.store.clone(), name.clone());
+                tokio::spawn(async move { store.leave(&name).await });
             }
             pulls && !h.is_finished()
         });
@@ -245,6 +247,7 @@ async fn run_loop(host: Arc<Host>, name: String) {
         };
     // The timing and start of the last run, to reschedule after a reload.
     let mut last: Option<(Timing, Instant)> = None;
+    host.store.join(&name).await;
     tracing::info!(connector = %name, "Pull schedule started.");
     loop {
         {

@@ -39,7 +39,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -52,9 +52,9 @@ const READ_PIPELINE: usize = 64;
 const POLL_TICK: Duration = Duration::from_millis(250);
 /// Most events one retention pass looks at (the next pass goes on).
 const TRIM_SCAN_MAX: u64 = 100_000;
-/// Bytes JetStream's file store adds to a message's subject and payload
-/// (record header, hash, the `Nats-Msg-Id` header).
-const STORED_OVERHEAD: u64 = 30 + 100;
+/// Bytes JetStream's file store adds to a message's subject, headers and
+/// payload (its record header and hash).
+const STORED_OVERHEAD: u64 = 30;
 /// Publish acks one commit waits for at once; more waits for the oldest.
 const ACK_WINDOW: usize = 256;
 /// Header naming the idempotency key (hashed) an event was pushed with.
@@ -78,8 +78,10 @@ struct Inner {
     /// Per-source stream and idempotency bucket, once looked up or created
     /// (no I/O is done under this lock).
     sources: Mutex<HashMap<String, Arc<SourceHandles>>>,
-    /// Sources this host pulls (last lease request): its membership.
-    active: Mutex<HashMap<String, Instant>>,
+    /// Sources whose pull schedule runs on this host: its memberships.
+    joined: Mutex<std::collections::HashSet<String>>,
+    /// Set at shutdown: no lease is taken or renewed any more.
+    closing: AtomicBool,
     /// Hosts pulling each source, at the last membership check.
     members: Mutex<HashMap<String, usize>>,
     /// Lease key → what this host holds.
@@ -254,7 +256,8 @@ impl JetStreamStore {
             cursors,
             leases,
             sources: Default::default(),
-            active: Default::default(),
+            joined: Default::default(),
+            closing: AtomicBool::new(false),
             members: Default::default(),
             held: Default::default(),
             lease_ops: Default::default(),
@@ -266,6 +269,7 @@ impl JetStreamStore {
                 "[store] replicas = 1: an acknowledged event survives an inlet or nats-server crash, but nats-server fsyncs its file store only every two minutes by default, so a power cut of that machine can lose it; use a three-node NATS cluster with replicas = 3 in production."
             );
         }
+        tokio::spawn(renewals(Arc::downgrade(&inner)));
         tokio::spawn(upkeep(Arc::downgrade(&inner)));
         tokio::spawn(poll_ticks(Arc::downgrade(&inner)));
         tracing::info!(url = %config.url, host_id = %inner.host_id, "Store: NATS JetStream.");
@@ -319,9 +323,11 @@ impl Inner {
     /// expired or another host has it now. The caller holds `lease_ops`.
     async fn renew(&self, key: &str, revision: u64) -> Result<bool, StoreError> {
         match self
-            .leases
-            .update(key, Bytes::from(self.host_id.clone()), revision)
-            .await
+            .bounded(
+                self.leases
+                    .update(key, Bytes::from(self.host_id.clone()), revision),
+            )
+            .await?
         {
             Ok(rev) => {
                 if let Some(h) = self.held.lock().expect("lock").get_mut(key) {
@@ -334,6 +340,38 @@ impl Inner {
                 Ok(false)
             }
             Err(e) => Err(unavailable(&format!("lease {key}"), e)),
+        }
+    }
+
+    /// Bounds a lease-bucket call by a third of the lease TTL, so a slow
+    /// NATS cannot hold `lease_ops` (and the renewals waiting on it) past
+    /// the leases' life.
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = T>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.config.lease_ttl / 3, call)
+            .await
+            .map_err(|_| StoreError::Io("NATS JetStream: a lease call timed out".into()))
+    }
+
+    /// Gives up this host's leases of `source` (all sources: `None`).
+    async fn release(&self, source: Option<&str>) {
+        let held: Vec<(String, u64)> = {
+            let mut held = self.held.lock().expect("lock");
+            let keys: Vec<String> = held
+                .iter()
+                .filter(|(_, h)| source.is_none_or(|s| h.source == s))
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| held.remove(&k).map(|h| (k, h.revision)))
+                .collect()
+        };
+        for (key, revision) in held {
+            let _ = self
+                .bounded(self.leases.delete_expect_revision(&key, Some(revision)))
+                .await;
         }
     }
 
@@ -452,25 +490,11 @@ impl Inner {
         Ok(Some(info.state))
     }
 
-    /// Sources this host pulls: the ones it asked a lease of within the
-    /// last few lease TTLs, or holds one of.
-    fn active_sources(&self) -> Vec<String> {
-        let window = (self.config.lease_ttl * 3).max(Duration::from_secs(60));
-        let mut active = self.active.lock().expect("lock");
-        active.retain(|_, at| at.elapsed() < window);
-        let mut out: Vec<String> = active.keys().cloned().collect();
-        for h in self.held.lock().expect("lock").values() {
-            if !out.contains(&h.source) {
-                out.push(h.source.clone());
-            }
-        }
-        out
-    }
-
     /// Writes `member.{source}.{host}` for every source this host pulls
     /// (they expire with the lease TTL) and counts the hosts of each.
     async fn refresh_members(&self) {
-        for source in self.active_sources() {
+        let joined: Vec<String> = self.joined.lock().expect("lock").iter().cloned().collect();
+        for source in joined {
             let key = format!("member.{source}.{}", self.host_id);
             if let Err(e) = self
                 .leases
@@ -484,11 +508,14 @@ impl Inner {
         let Ok(keys) = self.leases.keys().await else {
             return;
         };
-        let keys: Vec<String> = keys
+        // On an error, keep the counts of the last good listing.
+        let Ok(keys) = keys
             .try_filter(|k| futures::future::ready(k.starts_with("member.")))
-            .try_collect()
+            .try_collect::<Vec<String>>()
             .await
-            .unwrap_or_default();
+        else {
+            return;
+        };
         let mut counts: HashMap<String, usize> = HashMap::new();
         for k in keys {
             if let Some((source, _host)) = k["member.".len()..].split_once('.') {
@@ -554,8 +581,26 @@ impl Inner {
     }
 }
 
-/// Heartbeat, lease renewal and the store-size gauge, every third of the
-/// lease TTL, while the store lives.
+/// Renews the held leases every third of the lease TTL, on its own task so
+/// nothing else it could wait on delays a renewal.
+async fn renewals(inner: Weak<Inner>) {
+    let tick = match inner.upgrade() {
+        Some(i) => i.config.lease_ttl / 3,
+        None => return,
+    };
+    loop {
+        tokio::time::sleep(tick).await;
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.closing.load(Ordering::Acquire) {
+            return;
+        }
+        if inner.connected().is_ok() {
+            inner.renew_leases().await;
+        }
+    }
+}
+
+/// Memberships and the store-size gauge, every third of the lease TTL.
 async fn upkeep(inner: Weak<Inner>) {
     let tick = match inner.upgrade() {
         Some(i) => i.config.lease_ttl / 3,
@@ -564,12 +609,15 @@ async fn upkeep(inner: Weak<Inner>) {
     loop {
         tokio::time::sleep(tick).await;
         let Some(inner) = inner.upgrade() else { return };
+        if inner.closing.load(Ordering::Acquire) {
+            return;
+        }
         if inner.connected().is_err() {
             continue;
         }
-        inner.renew_leases().await;
-        inner.refresh_members().await;
-        if let Ok(storage) = account_storage(&inner.client).await {
+        let bound = tick.max(Duration::from_secs(1));
+        let _ = tokio::time::timeout(bound, inner.refresh_members()).await;
+        if let Ok(Ok(storage)) = tokio::time::timeout(bound, account_storage(&inner.client)).await {
             inner.size.store(storage, Ordering::Relaxed);
         }
     }
@@ -660,13 +708,14 @@ impl Store for JetStreamStore {
         let Settled {
             mut record,
             dropped,
+            ..
         } = settled;
         if let (Some(k), Some((_, answer))) = (&idem_key, &commit.idempotency) {
             record.reply = answer.reply.clone();
             let value = serde_json::to_vec(&record).expect("record serializes");
-            match handles.idempotency.create(k, Bytes::from(value)).await {
-                Ok(_) => {}
-                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+            match claim(&handles.idempotency, k, Bytes::from(value)).await {
+                Ok(Some(_)) => {}
+                Ok(None) => {
                     // Another host answered the same key meanwhile; its events
                     // and ours were the same messages (same msg-ids).
                     if let Some(first) = read_record(&handles.idempotency, k).await? {
@@ -983,7 +1032,9 @@ impl Store for JetStreamStore {
             }
             // What the file store counts for a message: its fixed record,
             // subject, headers (the msg-id) and payload.
-            total = total.saturating_sub(STORED_OVERHEAD + subject_len + m.payload.len() as u64);
+            total = total.saturating_sub(
+                STORED_OVERHEAD + subject_len + header_len(&m.headers) + m.payload.len() as u64,
+            );
             out.removed += 1;
             if unread {
                 out.forced += 1;
@@ -1017,28 +1068,23 @@ impl Store for JetStreamStore {
         let inner = &self.inner;
         inner.connected()?;
         let _ops = inner.lease_ops.lock().await;
-        inner
-            .active
+        if inner.closing.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        if !inner.joined.lock().expect("lock").contains(source) {
+            // A manual pull on a host whose schedule has not joined yet.
+            drop(_ops);
+            self.join(source).await;
+            return Box::pin(self.lease(source, partition, of)).await;
+        }
+        let hosts = inner
+            .members
             .lock()
             .expect("lock")
-            .insert(source.to_string(), Instant::now());
-        let counted = inner.members.lock().expect("lock").get(source).copied();
-        if counted.is_none() {
-            // First pull of this source here: join its members now rather
-            // than at the next heartbeat.
-            let key = format!("member.{source}.{}", inner.host_id);
-            inner
-                .leases
-                .put(&key, Bytes::from(now_ms().to_string()))
-                .await
-                .map_err(|e| unavailable(&format!("membership {key}"), e))?;
-            inner
-                .members
-                .lock()
-                .expect("lock")
-                .insert(source.to_string(), 1);
-        }
-        let hosts = counted.unwrap_or(1).max(1);
+            .get(source)
+            .copied()
+            .unwrap_or(1)
+            .max(1);
         let share = of.div_ceil(hosts).max(1);
         let key = lease_key(source, partition);
         let (held_here, held_for_source) = {
@@ -1056,8 +1102,7 @@ impl Store for JetStreamStore {
                 // one over (the run has not started on it).
                 inner.held.lock().expect("lock").remove(&key);
                 let _ = inner
-                    .leases
-                    .delete_expect_revision(&key, Some(revision))
+                    .bounded(inner.leases.delete_expect_revision(&key, Some(revision)))
                     .await;
                 tracing::info!(lease = %key, share, hosts, "Pull lease handed over to balance the hosts.");
                 return Ok(false);
@@ -1070,11 +1115,14 @@ impl Store for JetStreamStore {
             return Ok(false);
         }
         match inner
-            .leases
-            .create(&key, Bytes::from(inner.host_id.clone()))
-            .await
+            .bounded(claim(
+                &inner.leases,
+                &key,
+                Bytes::from(inner.host_id.clone()),
+            ))
+            .await?
         {
-            Ok(revision) => {
+            Ok(Some(revision)) => {
                 inner.held.lock().expect("lock").insert(
                     key.clone(),
                     Held {
@@ -1088,7 +1136,7 @@ impl Store for JetStreamStore {
             }
             // Another host's (a lease is never adopted: two processes with
             // one host id must not both hold it).
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+            Ok(None) => Ok(false),
             Err(e) => Err(unavailable(&format!("lease {key}"), e)),
         }
     }
@@ -1097,6 +1145,9 @@ impl Store for JetStreamStore {
         let inner = &self.inner;
         inner.connected()?;
         let _ops = inner.lease_ops.lock().await;
+        if inner.closing.load(Ordering::Acquire) {
+            return Ok(false);
+        }
         let key = lease_key(source, partition);
         let revision = {
             let mut held = inner.held.lock().expect("lock");
@@ -1114,25 +1165,71 @@ impl Store for JetStreamStore {
     async fn release_leases(&self) {
         let inner = &self.inner;
         let _ops = inner.lease_ops.lock().await;
-        let held: Vec<(String, u64)> = inner
-            .held
-            .lock()
-            .expect("lock")
-            .drain()
-            .map(|(k, h)| (k, h.revision))
-            .collect();
-        for (key, revision) in held {
+        inner.closing.store(true, Ordering::Release);
+        inner.release(None).await;
+        let joined: Vec<String> = inner.joined.lock().expect("lock").drain().collect();
+        for source in joined {
             let _ = inner
-                .leases
-                .delete_expect_revision(&key, Some(revision))
+                .bounded(
+                    inner
+                        .leases
+                        .delete(format!("member.{source}.{}", inner.host_id)),
+                )
                 .await;
         }
-        for source in inner.active_sources() {
+    }
+
+    async fn drop_lease(&self, source: &str, partition: Option<&str>) {
+        let inner = &self.inner;
+        let _ops = inner.lease_ops.lock().await;
+        let key = lease_key(source, partition);
+        let held = inner.held.lock().expect("lock").remove(&key);
+        if let Some(h) = held {
             let _ = inner
-                .leases
-                .delete(format!("member.{source}.{}", inner.host_id))
+                .bounded(inner.leases.delete_expect_revision(&key, Some(h.revision)))
                 .await;
         }
+    }
+
+    async fn join(&self, source: &str) {
+        let inner = &self.inner;
+        if inner.closing.load(Ordering::Acquire)
+            || !inner
+                .joined
+                .lock()
+                .expect("lock")
+                .insert(source.to_string())
+        {
+            return;
+        }
+        let key = format!("member.{source}.{}", inner.host_id);
+        let joined = inner
+            .bounded(inner.leases.put(&key, Bytes::from(now_ms().to_string())))
+            .await;
+        if !matches!(joined, Ok(Ok(_))) {
+            tracing::debug!(
+                source,
+                "Joining the pullers of a source failed; the next heartbeat retries."
+            );
+        }
+        // Count this host at once; the next listing corrects the number.
+        let mut members = inner.members.lock().expect("lock");
+        let n = members.entry(source.to_string()).or_insert(0);
+        *n += 1;
+    }
+
+    async fn leave(&self, source: &str) {
+        let inner = &self.inner;
+        let _ops = inner.lease_ops.lock().await;
+        inner.joined.lock().expect("lock").remove(source);
+        inner.release(Some(source)).await;
+        let _ = inner
+            .bounded(
+                inner
+                    .leases
+                    .delete(format!("member.{source}.{}", inner.host_id)),
+            )
+            .await;
     }
 }
 
@@ -1165,6 +1262,10 @@ async fn kv_bucket(
     max_age: Duration,
     replicas: usize,
 ) -> Result<kv::Store, StoreError> {
+    // Checkpoints and leases are read from the stream leader: a direct get
+    // may be answered by a replica that lags (harmless for idempotency
+    // answers, which a create settles anyway).
+    let allow_direct = name.contains("idem_");
     let config = stream::Config {
         name: format!("KV_{name}"),
         subjects: vec![format!("$KV.{name}.>")],
@@ -1173,7 +1274,7 @@ async fn kv_bucket(
         storage: stream::StorageType::File,
         allow_rollup: true,
         deny_delete: true,
-        allow_direct: true,
+        allow_direct,
         num_replicas: replicas,
         discard: stream::DiscardPolicy::New,
         ..Default::default()
@@ -1187,6 +1288,7 @@ async fn kv_bucket(
     if current.max_messages_per_subject != history
         || current.max_age != max_age
         || current.num_replicas != replicas
+        || current.allow_direct != allow_direct
     {
         js.update_stream(config)
             .await
@@ -1207,6 +1309,9 @@ async fn kv_bucket(
 struct Settled {
     record: PushRecord,
     dropped: u32,
+    /// Sequences already counted for this commit (one event id twice in a
+    /// request is one event).
+    counted: std::collections::HashSet<u64>,
 }
 
 impl Settled {
@@ -1235,19 +1340,21 @@ impl Settled {
             || (ack.duplicate
                 && match idem_key {
                     Some(k) => {
-                        let original = handles
-                            .stream
-                            .get_raw_message(ack.sequence)
-                            .await
-                            .map_err(|e| unavailable("reading a duplicate's original", e))?;
-                        original
-                            .headers
-                            .get(KEY_HEADER)
-                            .is_some_and(|v| v.as_str() == k)
+                        match handles.stream.get_raw_message(ack.sequence).await {
+                            Ok(original) => original
+                                .headers
+                                .get(KEY_HEADER)
+                                .is_some_and(|v| v.as_str() == k),
+                            // Removed by retention since: not this request's.
+                            Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => {
+                                false
+                            }
+                            Err(e) => return Err(unavailable("reading a duplicate's original", e)),
+                        }
                     }
                     None => false,
                 });
-        if ack.duplicate && !own {
+        if (ack.duplicate && !own) || !self.counted.insert(ack.sequence) {
             self.dropped += 1;
             return Ok(());
         }
@@ -1276,20 +1383,78 @@ fn replay_base(commit: &Commit) -> Option<String> {
     ]))
 }
 
-/// A digest of a stored envelope without its `received_ms`, which differs
-/// between an original pull and its replay.
+/// A digest of a stored envelope without its `received_ms` and `connector`
+/// label, which differ between an original pull and its replay (later, or
+/// after a reload, or on another host).
 fn content_digest(tail: &[u8]) -> String {
-    const FIELD: &[u8] = b"\"received_ms\":";
-    match tail.windows(FIELD.len()).position(|w| w == FIELD) {
-        Some(at) => {
-            let digits_from = at + FIELD.len();
-            let digits = tail[digits_from..]
+    let mut kept: Vec<&[u8]> = Vec::with_capacity(3);
+    let mut rest = tail;
+    for (field, is_string) in [
+        (&b"\"received_ms\":"[..], false),
+        (&b"\"connector\":\""[..], true),
+    ] {
+        let Some(at) = rest.windows(field.len()).position(|w| w == field) else {
+            continue;
+        };
+        kept.push(&rest[..at]);
+        let value = &rest[at + field.len()..];
+        let len = if is_string {
+            // Labels are `name@version+sha256:hex`: no quotes or escapes.
+            value
                 .iter()
-                .take_while(|b| b.is_ascii_digit())
-                .count();
-            sha(&[&tail[..at], &tail[digits_from + digits..]])
+                .position(|b| *b == b'"')
+                .map_or(value.len(), |q| q + 1)
+        } else {
+            value.iter().take_while(|b| b.is_ascii_digit()).count()
+        };
+        rest = &value[len..];
+    }
+    kept.push(rest);
+    sha(&kept)
+}
+
+/// The wire size of a message's headers (`NATS/1.0` line, one
+/// `Name: value` line each, blank line), as the file store counts them.
+fn header_len(headers: &async_nats::HeaderMap) -> u64 {
+    if headers.is_empty() {
+        return 0;
+    }
+    let lines: usize = headers
+        .iter()
+        .map(|(name, values)| {
+            values
+                .iter()
+                .map(|v| AsRef::<str>::as_ref(name).len() + 2 + v.as_str().len() + 2)
+                .sum::<usize>()
+        })
+        .sum();
+    (10 + lines + 2) as u64
+}
+
+/// Writes `key` only if it has no value (absent, expired or deleted):
+/// `Some(revision)`, or `None` when it has one. Unlike the client's
+/// `create`, a write whose ack was lost is an error, never "exists" (which
+/// would make this host's own write look like another's).
+async fn claim(kv: &kv::Store, key: &str, value: Bytes) -> Result<Option<u64>, kv::UpdateError> {
+    match kv.update(key, value.clone(), 0).await {
+        Ok(revision) => Ok(Some(revision)),
+        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+            let entry = kv
+                .entry(key)
+                .await
+                .map_err(|e| kv::UpdateError::with_source(kv::UpdateErrorKind::Other, e))?;
+            match entry {
+                Some(e) if e.operation != kv::Operation::Put => {
+                    match kv.update(key, value, e.revision).await {
+                        Ok(revision) => Ok(Some(revision)),
+                        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                }
+                _ => Ok(None),
+            }
         }
-        None => sha(&[tail]),
+        Err(e) => Err(e),
     }
 }
 

@@ -238,6 +238,18 @@ pub trait Store: Send + Sync + 'static {
         Ok(true)
     }
 
+    /// Gives up this host's lease of one partition (after a failed run, so
+    /// a healthy host can take the partition over).
+    async fn drop_lease(&self, _source: &str, _partition: Option<&str>) {}
+
+    /// This host's pull schedule of `source` started: it shares the
+    /// partitions of `source` with the other hosts that pull it.
+    async fn join(&self, _source: &str) {}
+
+    /// This host stopped pulling `source` (unloaded): its leases are
+    /// released and the other hosts stop counting it.
+    async fn leave(&self, _source: &str) {}
+
     /// Gives up every lease this host holds (at shutdown), so other hosts
     /// take the partitions over at once instead of after the TTL.
     async fn release_leases(&self) {}
