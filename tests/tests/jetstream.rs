@@ -531,3 +531,42 @@ url = "http://127.0.0.1:{port}/items"
     let (_, cp) = a.get_json("/v1/connectors/rows/checkpoint").await;
     assert_eq!(cp["value"], "4", "{cp}");
 }
+
+#[test]
+fn a_store_that_cannot_work_fails_the_start_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("plugins.d")).unwrap();
+    // A port nothing listens on: a closed listener's.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for (store, expected) in [
+        (
+            format!("url = \"nats://127.0.0.1:{closed}\"\nrequest_timeout = \"1s\""),
+            format!("cannot connect to nats://127.0.0.1:{closed}"),
+        ),
+        (
+            "url = \"nats://exa mple\"".to_string(),
+            "[store] url \"nats://exa mple\"".to_string(),
+        ),
+        (
+            "token_env = \"INLET_TEST_UNSET_TOKEN\"".to_string(),
+            "INLET_TEST_UNSET_TOKEN".to_string(),
+        ),
+    ] {
+        let config = dir.path().join("inlet.toml");
+        std::fs::write(&config, format!("[store]\nkind = \"jetstream\"\n{store}\n")).unwrap();
+        let Err((status, log)) = ChildHost::spawn(
+            env!("CARGO_BIN_EXE_inlet"),
+            dir.path(),
+            &["--config", config.to_str().unwrap()],
+            &[],
+        ) else {
+            panic!("the host started with [store] {store}");
+        };
+        assert!(!status.success());
+        assert!(log.contains(&expected), "{store}: {log}");
+    }
+}

@@ -184,7 +184,7 @@ impl JetStreamStore {
             .retry_on_initial_connect();
         if let Some(path) = &config.creds_file {
             options = options.credentials_file(path).await.map_err(|e| {
-                StoreError::Io(format!(
+                StoreError::Config(format!(
                     "cannot read the NATS credentials file {}: {e}",
                     path.display()
                 ))
@@ -192,7 +192,7 @@ impl JetStreamStore {
         }
         let secret = |var: &str| {
             std::env::var(var).map_err(|_| {
-                StoreError::Io(format!(
+                StoreError::Config(format!(
                     "the environment variable {var} (named in [store]) is not set"
                 ))
             })
@@ -212,7 +212,7 @@ impl JetStreamStore {
             .split(',')
             .map(|u| u.trim().parse())
             .collect::<Result<_, _>>()
-            .map_err(|e| StoreError::Io(format!("[store] url {:?}: {e}", config.url)))?;
+            .map_err(|e| StoreError::Config(format!("[store] url {:?}: {e}", config.url)))?;
         // `retry_on_initial_connect` returns at once; wait (bounded) for the
         // first connection so a wrong URL fails the start with its cause.
         let client = options

@@ -121,6 +121,9 @@ pub enum StoreError {
     /// A compare-and-set lost: someone else wrote the value first.
     #[error("store write conflict: {0}")]
     Conflict(String),
+    /// The store's settings cannot work (a bad URL, a missing secret).
+    #[error("store settings: {0}")]
+    Config(String),
 }
 
 /// Durable storage for events, dedup marks and checkpoints.
