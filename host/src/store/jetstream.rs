@@ -505,15 +505,8 @@ impl Inner {
                 return;
             }
         }
-        let Ok(keys) = self.leases.keys().await else {
-            return;
-        };
         // On an error, keep the counts of the last good listing.
-        let Ok(keys) = keys
-            .try_filter(|k| futures::future::ready(k.starts_with("member.")))
-            .try_collect::<Vec<String>>()
-            .await
-        else {
+        let Ok(keys) = keys_with_prefix(&self.leases, "member.", "member keys").await else {
             return;
         };
         let mut counts: HashMap<String, usize> = HashMap::new();
@@ -840,31 +833,17 @@ impl Store for JetStreamStore {
     ) -> Result<Vec<(Option<String>, Checkpoint)>, StoreError> {
         self.inner.connected()?;
         let prefix = format!("{source}.");
-        let keys: Vec<String> = self
-            .inner
-            .checkpoints
-            .keys()
-            .await
-            .map_err(|e| unavailable("checkpoint keys", e))?
-            .try_filter(|k| futures::future::ready(k.starts_with(&prefix)))
-            .try_collect()
-            .await
-            .map_err(|e| unavailable("checkpoint keys", e))?;
+        let keys = keys_with_prefix(&self.inner.checkpoints, &prefix, "checkpoint keys").await?;
         let mut out = Vec::new();
         for key in keys {
             let Some(partition) = parse_token(&key[prefix.len()..]) else {
                 continue;
             };
-            if let Some(value) = self
+            if let (_, Some(cp)) = self
                 .inner
-                .checkpoints
-                .get(key.clone())
-                .await
-                .map_err(|e| unavailable(&format!("checkpoint {key}"), e))?
+                .read_checkpoint(source, partition.as_deref())
+                .await?
             {
-                let cp: Checkpoint = serde_json::from_slice(&value).map_err(|err| {
-                    StoreError::Corrupt(format!("checkpoint {key} is not a checkpoint: {err}"))
-                })?;
                 out.push((partition, cp));
             }
         }
@@ -945,16 +924,7 @@ impl Store for JetStreamStore {
     async fn cursors(&self, source: &str) -> Result<Vec<(String, u64)>, StoreError> {
         self.inner.connected()?;
         let prefix = format!("{source}.");
-        let keys: Vec<String> = self
-            .inner
-            .cursors
-            .keys()
-            .await
-            .map_err(|e| unavailable("cursor keys", e))?
-            .try_filter(|k| futures::future::ready(k.starts_with(&prefix)))
-            .try_collect()
-            .await
-            .map_err(|e| unavailable("cursor keys", e))?;
+        let keys = keys_with_prefix(&self.inner.cursors, &prefix, "cursor keys").await?;
         let mut out = Vec::new();
         for key in keys {
             let name = key[prefix.len()..].to_string();
@@ -1456,6 +1426,22 @@ async fn claim(kv: &kv::Store, key: &str, value: Bytes) -> Result<Option<u64>, k
         }
         Err(e) => Err(e),
     }
+}
+
+/// The keys of a KV bucket that start with `prefix` (a listing of the
+/// bucket: for status, memberships and retention, never a hot path).
+async fn keys_with_prefix(
+    kv: &kv::Store,
+    prefix: &str,
+    what: &str,
+) -> Result<Vec<String>, StoreError> {
+    kv.keys()
+        .await
+        .map_err(|e| unavailable(what, e))?
+        .try_filter(|k| futures::future::ready(k.starts_with(prefix)))
+        .try_collect()
+        .await
+        .map_err(|e| unavailable(what, e))
 }
 
 async fn read_record(kv: &kv::Store, key: &str) -> Result<Option<PushRecord>, StoreError> {
