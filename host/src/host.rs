@@ -32,6 +32,15 @@ pub struct Host {
     pub pull_workers: Arc<Semaphore>,
     pub admin_token: Option<String>,
     pub metrics_token: Option<String>,
+    /// Reads streams and moves cursors, nothing else.
+    pub consumer_token: Option<String>,
+    /// Connection and unauthenticated-byte caps (`conns.rs`).
+    pub admission: crate::conns::Admission,
+    /// Long polls waiting at once.
+    pub long_polls: Arc<Semaphore>,
+    /// Connections being refused at once (each holds a descriptor while it
+    /// is answered); past it a connection is closed without an answer.
+    refusals: Arc<Semaphore>,
     pub shutdown: CancellationToken,
     ready: AtomicBool,
     /// Held for the host's lifetime: one `inlet serve` per data directory.
@@ -54,6 +63,59 @@ pub struct ServeOptions {
     pub runtime: RuntimeOptions,
 }
 
+/// The admin and metrics tokens. A token setting whose variable is unset or
+/// empty refuses the start (it never means "no token"); an admin API
+/// without a token on a listener that is not loopback needs
+/// `admin_open = true`, and is logged as a warning.
+#[derive(Debug, PartialEq, Eq)]
+struct Tokens {
+    admin: Option<String>,
+    metrics: Option<String>,
+    consumer: Option<String>,
+}
+
+fn tokens(config: &HostConfig) -> anyhow::Result<Tokens> {
+    let read = |key: &str, var: &Option<String>| -> anyhow::Result<Option<String>> {
+        var.as_ref()
+            .map(|var| {
+                crate::config::SecretRef::Env(var.clone())
+                    .read(std::path::Path::new("."))
+                    .map(|s| s.expose().to_string())
+                    .map_err(|e| anyhow::anyhow!("inlet.toml: `{key}`: {e}"))
+            })
+            .transpose()
+    };
+    let admin = read("admin_token_env", &config.admin_token_env)?;
+    let metrics = read("metrics_token_env", &config.metrics_token_env)?;
+    let consumer = read("consumer_token_env", &config.consumer_token_env)?;
+    if consumer.is_some() && admin.is_none() {
+        anyhow::bail!(
+            "inlet.toml: `consumer_token_env` is set but `admin_token_env` is not: without an admin \
+             token every /v1 route is open and the consumer token restricts nothing; set both"
+        );
+    }
+    if admin.is_none() && !config.listen.ip().is_loopback() {
+        if !config.admin_open {
+            anyhow::bail!(
+                "inlet.toml: `listen = \"{}\"` is not a loopback address and no `admin_token_env` is set: \
+                 anyone who reaches the port could move checkpoints, reset cursors and read every stream \
+                 through /v1. Set `admin_token_env` (and export the token), or `admin_open = true` to serve \
+                 the admin API without a token on purpose",
+                config.listen
+            );
+        }
+        tracing::warn!(
+            listen = %config.listen,
+            "admin_open = true: the admin API (/v1) answers anyone who reaches this listener, without a token."
+        );
+    }
+    Ok(Tokens {
+        admin,
+        metrics,
+        consumer,
+    })
+}
+
 /// A started host. Dropping it does not stop it; call [`Server::shutdown`].
 pub struct Server {
     host: Arc<Host>,
@@ -71,6 +133,13 @@ impl Server {
                 "--unsafe-no-fsync: acknowledged events are NOT flushed to disk and can be lost on a crash. Use this for benchmarks only."
             );
         }
+        let Tokens {
+            admin: admin_token,
+            metrics: metrics_token,
+            consumer: consumer_token,
+        } = tokens(&config)?;
+        crate::conns::raise_file_limit();
+        let admission = crate::conns::Admission::new(&config.limits);
         let config = Arc::new(config);
         let lock = DataDirLock::acquire(&config.data_dir)?;
         let metrics = Arc::new(crate::metrics::Metrics::new());
@@ -97,17 +166,6 @@ impl Server {
             .max(config.limits.max_in_flight + config.limits.pull_workers + 64);
         let runtime = Arc::new(Runtime::new(&runtime_options)?);
         let registry = Arc::new(Registry::new(runtime, config.clone(), metrics.clone()));
-        let token_from = |var: &Option<String>| {
-            var.as_deref()
-                .and_then(|v| std::env::var(v).ok())
-                .filter(|t| !t.is_empty())
-        };
-        let metrics_token = token_from(&config.metrics_token_env);
-        let admin_token = config
-            .admin_token_env
-            .as_deref()
-            .and_then(|var| std::env::var(var).ok())
-            .filter(|t| !t.is_empty());
         let host = Arc::new(Host {
             store,
             registry,
@@ -116,6 +174,10 @@ impl Server {
             pull_workers: Arc::new(Semaphore::new(config.limits.pull_workers as usize)),
             admin_token,
             metrics_token,
+            consumer_token,
+            admission,
+            long_polls: Arc::new(Semaphore::new(config.limits.max_long_polls as usize)),
+            refusals: Arc::new(Semaphore::new(crate::conns::MAX_REFUSING)),
             shutdown: CancellationToken::new(),
             ready: AtomicBool::new(false),
             config: config.clone(),
@@ -185,10 +247,48 @@ async fn accept_loop(host: Arc<Host>, listener: TcpListener, tasks: TaskTracker)
             },
             _ = host.shutdown.cancelled() => break,
         };
+        let grant = match host.admission.connection(peer.ip()) {
+            Ok(grant) => grant,
+            Err(why) => {
+                tracing::debug!(%peer, ?why, "Connection refused: too many open.");
+                // Answering refusals takes descriptors too: only a few at
+                // once, briefly; past that the connection is just closed.
+                let Ok(refusing) = host.refusals.clone().try_acquire_owned() else {
+                    drop(stream);
+                    continue;
+                };
+                // Answered (503, Retry-After, Connection: close) off the
+                // accept loop and closed, so the host keeps accepting below
+                // its descriptor limit.
+                let refused = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .keep_alive(false)
+                    .header_read_timeout(Duration::from_millis(500))
+                    .serve_connection(
+                        TokioIo::new(stream),
+                        service_fn(|_req: http::Request<hyper::body::Incoming>| async {
+                            let mut r = crate::api::reply::overloaded(
+                                "too many connections are open; retry in 1 s",
+                            );
+                            r.headers_mut().insert(
+                                http::header::CONNECTION,
+                                http::HeaderValue::from_static("close"),
+                            );
+                            Ok::<_, std::convert::Infallible>(r)
+                        }),
+                    );
+                tasks.spawn(async move {
+                    let _refusing = refusing;
+                    let _ = tokio::time::timeout(Duration::from_secs(1), refused).await;
+                });
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let h = host.clone();
-        let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
             let h = h.clone();
+            req.extensions_mut().insert(Peer(peer));
             let id = request_id(req.headers());
             let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
             async move {
@@ -206,6 +306,7 @@ async fn accept_loop(host: Arc<Host>, listener: TcpListener, tasks: TaskTracker)
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tasks.spawn(async move {
+            let _grant = grant;
             if let Err(err) = conn.await {
                 tracing::debug!(%peer, error = %err, "Connection ended with an error.");
             }
@@ -214,6 +315,10 @@ async fn accept_loop(host: Arc<Host>, listener: TcpListener, tasks: TaskTracker)
     drop(listener);
     graceful.shutdown().await;
 }
+
+/// The address a request came from (a request extension).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
 
 /// The caller's `X-Request-Id` when it is short and printable, else a new
 /// one; it is on every log line of the request and echoed in the response.
@@ -316,6 +421,38 @@ async fn compact(host: &Host) {
             Err(err) => {
                 tracing::warn!(source = %connector.name, error = %err, "Applying retention failed.")
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::*;
+
+    #[test]
+    fn an_admin_api_without_a_token_stays_on_loopback_unless_opened_on_purpose() {
+        let mut config = HostConfig {
+            listen: "0.0.0.0:8080".parse().unwrap(),
+            ..HostConfig::default()
+        };
+        let err = tokens(&config).unwrap_err().to_string();
+        assert!(
+            err.contains("not a loopback address") && err.contains("admin_open"),
+            "{err}"
+        );
+        config.listen = "[::]:8080".parse().unwrap();
+        assert!(tokens(&config).is_err());
+        config.admin_open = true;
+        let none = Tokens {
+            admin: None,
+            metrics: None,
+            consumer: None,
+        };
+        assert_eq!(tokens(&config).unwrap(), none);
+        config.admin_open = false;
+        for loopback in ["127.0.0.1:0", "127.0.0.2:8080", "[::1]:0"] {
+            config.listen = loopback.parse().unwrap();
+            assert_eq!(tokens(&config).unwrap(), none, "{loopback}");
         }
     }
 }

@@ -27,6 +27,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+mod conns;
 mod host;
 pub mod metrics;
 pub mod pull;

@@ -54,6 +54,8 @@ pub struct Metrics {
     pub reloads: Family<SourceOutcome, Counter>,
     /// Duration of one store flush (fsync of a commit group).
     pub store_flush: Histogram,
+    /// Long polls woken by a commit to their source.
+    pub long_poll_wakeups: Family<SourceLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -74,6 +76,12 @@ impl Metrics {
         let pull_events = Histograms::new_with_constructor(count_histogram as fn() -> Histogram);
         let reloads = Family::<SourceOutcome, Counter>::default();
         let store_flush = latency_histogram();
+        let long_poll_wakeups = Family::<SourceLabel, Counter>::default();
+        registry.register(
+            "inlet_long_poll_wakeups",
+            "Long polls woken by a commit to their source.",
+            long_poll_wakeups.clone(),
+        );
         registry.register(
             "inlet_push_requests",
             "Push requests by outcome.",
@@ -118,6 +126,7 @@ impl Metrics {
             pull_events,
             reloads,
             store_flush,
+            long_poll_wakeups,
         }
     }
 
@@ -132,6 +141,7 @@ impl Metrics {
             408 => "timeout",
             409 => "in_flight",
             413 => "too_large",
+            422 => "too_many_events",
             429 => "rate_limited",
             503 => "overloaded",
             s if s >= 500 => "failed",
@@ -169,6 +179,15 @@ impl Metrics {
                 .get_or_create(&label)
                 .observe(events as f64);
         }
+    }
+
+    /// Counts one long poll woken by a commit to `source`.
+    pub fn long_poll_woken(&self, source: &str) {
+        self.long_poll_wakeups
+            .get_or_create(&SourceLabel {
+                source: source.to_string(),
+            })
+            .inc();
     }
 
     /// Counts one connector load attempt.

@@ -74,7 +74,9 @@ impl TestHost {
             let server = nats::NatsServer::start();
             config.store.kind = StoreKind::Jetstream;
             config.store.url = server.url();
-            config.store.lease_ttl = Duration::from_secs(3);
+            // Long enough that a lease call (bounded by a third of it) never
+            // times out on a slow, loaded machine.
+            config.store.lease_ttl = Duration::from_secs(10);
             nats = Some(server);
         }
         let server = Server::start(config.clone(), ServeOptions::default())
@@ -197,28 +199,35 @@ impl TestHost {
 
     /// Every envelope of `source`, in offset order.
     pub async fn events(&self, source: &str) -> Vec<serde_json::Value> {
-        let mut out = Vec::new();
-        let mut after = String::new();
-        loop {
-            let resp = self
-                .client
-                .get(self.url(&format!("/v1/streams/{source}/events?limit=10000{after}")))
-                .send()
-                .await
-                .unwrap();
-            let status = resp.status();
-            let text = resp.text().await.unwrap();
-            assert_eq!(status, 200, "reading the stream of {source}: {text}");
-            let page: Vec<serde_json::Value> = text
-                .lines()
-                .map(|l| serde_json::from_str(l).expect("each line is JSON"))
-                .collect();
-            let Some(last) = page.last() else { break };
-            after = format!("&after={}", last["offset"]);
-            out.extend(page);
-        }
-        out
+        read_stream(&self.client, &self.url(""), source).await
     }
+}
+
+/// Every envelope of `source` on the host at `base`, in offset order, page
+/// by page.
+async fn read_stream(client: &reqwest::Client, base: &str, source: &str) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut after = String::new();
+    loop {
+        let resp = client
+            .get(format!(
+                "{base}/v1/streams/{source}/events?limit=10000{after}"
+            ))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        assert_eq!(status, 200, "reading the stream of {source}: {text}");
+        let page: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+            .collect();
+        let Some(last) = page.last() else { break };
+        after = format!("&after={}", last["offset"]);
+        out.extend(page);
+    }
+    out
 }
 
 impl Drop for TestHost {
@@ -330,6 +339,11 @@ impl ChildHost {
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    /// Every envelope of `source`, in offset order.
+    pub async fn events(&self, source: &str) -> Vec<serde_json::Value> {
+        read_stream(&reqwest::Client::new(), &self.base, source).await
     }
 
     pub fn log_text(&self) -> String {

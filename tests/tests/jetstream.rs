@@ -23,7 +23,10 @@ async fn host_on(nats: &NatsServer, connectors: &[(&str, &str, Option<&str>)]) -
     TestHost::start_with(connectors, move |c| {
         c.store.kind = StoreKind::Jetstream;
         c.store.url = url;
-        c.store.lease_ttl = Duration::from_secs(3);
+        c.store.lease_ttl = Duration::from_secs(10);
+        // A slow publish on a loaded machine is waited for, not answered
+        // 503 after it may have been stored.
+        c.store.request_timeout = Duration::from_secs(30);
     })
     .await
 }
@@ -227,7 +230,7 @@ partitions = "{}"
         std::fs::write(
             &config,
             format!(
-                "[store]\nkind = \"jetstream\"\nurl = \"{}\"\nlease_ttl = \"3s\"\nhost_id = \"host{i}\"\n",
+                "[store]\nkind = \"jetstream\"\nurl = \"{}\"\nlease_ttl = \"10s\"\nhost_id = \"host{i}\"\n",
                 nats.url()
             ),
         )

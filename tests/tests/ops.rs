@@ -6,6 +6,20 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_inlet");
 
+/// A script in `dir` that runs the host binary after `limits` (shell lines
+/// such as `ulimit -n 512`): a host under resource limits of its own.
+fn limited_bin(dir: &tempfile::TempDir, limits: &str) -> String {
+    use std::os::unix::fs::PermissionsExt as _;
+    let script = dir.path().join("limited.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/bash\n{limits}\nexec {BIN} \"$@\"\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script.to_str().unwrap().to_string()
+}
+
 fn dir_with(plugins_: &[(&str, &str, Option<&str>)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("plugins.d");
@@ -14,6 +28,37 @@ fn dir_with(plugins_: &[(&str, &str, Option<&str>)]) -> tempfile::TempDir {
         inlet_tests::install(&p, name, wasm, *manifest);
     }
     dir
+}
+
+/// A token setting whose variable is unset or empty refuses the start,
+/// naming the key and the variable: it never means "no token" (the admin
+/// API and /metrics used to answer everyone then).
+#[test]
+fn token_settings_whose_variable_is_unset_or_empty_refuse_the_start() {
+    let dir = dir_with(&[("hooks", plugins::WEBHOOK_JSON, None)]);
+    let config = dir.path().join("inlet.toml");
+    for (key, env) in [
+        ("admin_token_env", &[][..]),
+        ("admin_token_env", &[("INLET_TEST_TOKEN", "")][..]),
+        ("admin_token_env", &[("INLET_TEST_TOKEN", " \n")][..]),
+        ("metrics_token_env", &[][..]),
+        ("metrics_token_env", &[("INLET_TEST_TOKEN", "")][..]),
+    ] {
+        std::fs::write(&config, format!("{key} = \"INLET_TEST_TOKEN\"\n")).unwrap();
+        let Err((status, log)) = ChildHost::spawn(
+            BIN,
+            dir.path(),
+            &["--config", config.to_str().unwrap()],
+            env,
+        ) else {
+            panic!("the host started with {key} and {env:?}");
+        };
+        assert!(!status.success());
+        assert!(
+            log.contains(key) && log.contains("INLET_TEST_TOKEN"),
+            "{key} {env:?}: {log}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -111,10 +156,16 @@ async fn admin_api_needs_the_token_when_configured() {
 
 #[tokio::test]
 async fn sigterm_drains_an_in_flight_push_then_exits_cleanly() {
-    let dir = dir_with(&[("slow", plugins::SLOW_PUSH, None)]);
+    // A push in flight for 5 s (the drain waits up to 30 s): long enough to
+    // be seen in flight on a slow machine, within a deadline it cannot miss.
+    let dir = dir_with(&[(
+        "slow",
+        plugins::SLOW_PUSH,
+        Some("[sandbox]\npush_deadline = \"30s\"\n"),
+    )]);
     let mut host = ChildHost::spawn(BIN, dir.path(), &[], &[]).expect("starts");
     let client = reqwest::Client::new();
-    let url = host.url("/ingest/slow?ms=1500");
+    let url = host.url("/ingest/slow?ms=5000");
     let c = client.clone();
     let push = tokio::spawn(async move { c.post(url).body(r#"{"slow":true}"#).send().await });
     let metrics = host.url("/metrics");
@@ -512,4 +563,276 @@ async fn a_second_signal_exits_at_once() {
         started.elapsed() < Duration::from_secs(10),
         "exited at once, not after the drain"
     );
+}
+
+/// FIFOs in the plugins directory (as `NAME.wasm` or as the manifest of a
+/// good component) never hang start-up, a reload or shutdown: they are
+/// refused with the reason, and every other connector serves. Before, the
+/// host never listened, and a FIFO manifest blocked every later reload and
+/// shutdown.
+#[tokio::test]
+async fn special_files_in_the_plugins_directory_never_hang_the_host() {
+    let dir = dir_with(&[
+        ("hooks", plugins::WEBHOOK_JSON, None),
+        ("jam", plugins::WEBHOOK_JSON, None),
+    ]);
+    let p = dir.path().join("plugins.d");
+    for fifo in ["stuck.wasm", "jam.toml"] {
+        let made = std::process::Command::new("mkfifo")
+            .arg(p.join(fifo))
+            .status()
+            .unwrap();
+        assert!(made.success());
+    }
+    let path = dir.path().to_path_buf();
+    let host = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || ChildHost::spawn(BIN, &path, &[], &[])),
+    )
+    .await
+    .expect("the host listens despite the FIFOs")
+    .unwrap()
+    .expect("starts");
+    let client = reqwest::Client::new();
+    let r = client
+        .post(host.url("/ingest/hooks"))
+        .body(r#"{"id":"1"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    for (name, file) in [("stuck", "stuck.wasm"), ("jam", "jam.toml")] {
+        let status: serde_json::Value = client
+            .get(host.url(&format!("/v1/connectors/{name}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let err = status["last_error"].as_str().unwrap_or_default();
+        assert!(
+            err.contains(file) && err.contains("not a regular file"),
+            "{name}: {status}"
+        );
+        let r = client
+            .post(host.url(&format!("/ingest/{name}")))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{name}");
+    }
+    let reload = tokio::time::timeout(
+        Duration::from_secs(30),
+        client.post(host.url("/v1/reload")).send(),
+    )
+    .await
+    .expect("a reload finishes despite the FIFOs")
+    .unwrap();
+    assert_eq!(reload.status(), 200);
+    host.terminate();
+    let mut host = host;
+    let exited = tokio::time::timeout(
+        Duration::from_secs(40),
+        tokio::task::spawn_blocking(move || host.child.wait().unwrap()),
+    )
+    .await
+    .expect("shutdown finishes despite the FIFOs")
+    .unwrap();
+    assert!(exited.success(), "{exited:?}");
+}
+
+/// A disk that fails (here: a file size limit with SIGXFSZ ignored, as a
+/// full disk would) never turns into an acknowledgement: the push that hit
+/// it gets 503, and so does its retry with the same Idempotency-Key (it used
+/// to get `200 duplicate` for an event that never reached the disk), every
+/// later push, and `/readyz`. After a restart with room on the disk the
+/// retry is stored, once.
+#[tokio::test]
+async fn a_failed_write_is_never_acknowledged_not_even_as_a_duplicate() {
+    let dir = dir_with(&[("hooks", plugins::WEBHOOK_JSON, None)]);
+    let limited = limited_bin(&dir, "ulimit -f 2048\ntrap '' XFSZ");
+    let mut host = ChildHost::spawn(&limited, dir.path(), &[], &[]).expect("starts");
+    let client = reqwest::Client::new();
+    let pad = "x".repeat(16 << 10);
+    let push = |host: &ChildHost, key: String| {
+        let request = client
+            .post(host.url("/ingest/hooks"))
+            .header("Idempotency-Key", key.clone())
+            .body(format!(r#"{{"id":"{key}","pad":"{pad}"}}"#));
+        async move {
+            let r = request.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let mut failed_key = None;
+    for i in 0..1000 {
+        let key = format!("k{i}");
+        let (status, body) = push(&host, key.clone()).await;
+        if status == 503 {
+            assert!(body.contains("store_unavailable"), "{body}");
+            failed_key = Some(key);
+            break;
+        }
+        assert_eq!(status, 202, "{body}");
+    }
+    let failed_key = failed_key.expect("a 2 MiB file limit fails a write within 16 MB");
+    let (status, body) = push(&host, failed_key.clone()).await;
+    assert_eq!(status, 503, "the retry of a lost write: {body}");
+    let (status, body) = push(&host, "another".to_string()).await;
+    assert_eq!(status, 503, "{body}");
+    let ready = client.get(host.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "a host that cannot write is not ready");
+    host.child.kill().unwrap();
+    host.child.wait().unwrap();
+
+    // Room on the disk again: the retry is stored, once.
+    let host = ChildHost::spawn(BIN, dir.path(), &[], &[]).expect("restarts");
+    let (status, body) = push(&host, failed_key.clone()).await;
+    assert_eq!(status, 202, "the lost write is stored on retry: {body}");
+    let (status, body) = push(&host, failed_key.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let stored = host
+        .events("hooks")
+        .await
+        .iter()
+        .filter(|e| e["id"] == failed_key.as_str())
+        .count();
+    assert_eq!(stored, 1, "{failed_key} stored exactly once");
+}
+
+/// The consumer token reads streams and reads and moves cursors, and
+/// nothing else: it cannot see connectors, pull, move checkpoints or reload.
+#[tokio::test]
+async fn the_consumer_token_reads_streams_and_moves_cursors_only() {
+    let dir = dir_with(&[("hooks", plugins::WEBHOOK_JSON, None)]);
+    let config = dir.path().join("inlet.toml");
+    std::fs::write(
+        &config,
+        "admin_token_env = \"INLET_TEST_ADMIN\"\nconsumer_token_env = \"INLET_TEST_CONSUMER\"\n",
+    )
+    .unwrap();
+    let host = ChildHost::spawn(
+        BIN,
+        dir.path(),
+        &["--config", config.to_str().unwrap()],
+        &[
+            ("INLET_TEST_ADMIN", "admin-t0ken"),
+            ("INLET_TEST_CONSUMER", "reader"),
+        ],
+    )
+    .expect("starts");
+    let client = reqwest::Client::new();
+    let r = client
+        .post(host.url("/ingest/hooks"))
+        .body(r#"{"id":"1"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let call = |method: reqwest::Method, path: &str, token: &str, body: &str| {
+        client
+            .request(method, host.url(path))
+            .bearer_auth(token)
+            .body(body.to_string())
+            .send()
+    };
+    use reqwest::Method;
+    for token in ["reader", "admin-t0ken"] {
+        let r = call(Method::GET, "/v1/streams/hooks/events", token, "")
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{token}");
+        assert!(r.text().await.unwrap().contains("\"1\""));
+        let r = call(
+            Method::PUT,
+            "/v1/streams/hooks/cursors/etl",
+            token,
+            r#"{"offset":1}"#,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200, "{token}");
+        let r = call(Method::GET, "/v1/streams/hooks/cursors/etl", token, "")
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{token}");
+    }
+    for (method, path, body) in [
+        (Method::GET, "/v1/connectors", ""),
+        (Method::GET, "/v1/connectors/hooks", ""),
+        (
+            Method::PUT,
+            "/v1/connectors/hooks/checkpoint",
+            r#"{"value":"x"}"#,
+        ),
+        (Method::POST, "/v1/reload", ""),
+    ] {
+        let r = call(method.clone(), path, "reader", body).await.unwrap();
+        assert_eq!(r.status(), 401, "{method} {path} with the consumer token");
+    }
+    let r = call(Method::GET, "/v1/streams/hooks/events", "wrong", "")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+/// With a file limit of 512, 600 long polls are shed with 503 below the
+/// limit instead of exhausting it: the host keeps accepting and answering,
+/// and once the polls are gone a push is stored. Before, the host stopped
+/// accepting connections (`Too many open files`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_polls_past_the_file_limit_are_shed_with_503() {
+    let dir = dir_with(&[("hooks", plugins::WEBHOOK_JSON, None)]);
+    let limited = limited_bin(&dir, "ulimit -n 512");
+    let host =
+        std::sync::Arc::new(ChildHost::spawn(&limited, dir.path(), &[], &[]).expect("starts"));
+    // One connection per poll, as 600 consumers would open.
+    let mut polls: futures::stream::FuturesUnordered<_> = (0..600)
+        .map(|_| {
+            let host = host.clone();
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let r = client
+                    .get(host.url("/v1/streams/hooks/events?wait=30"))
+                    .send()
+                    .await;
+                r.map(|r| r.status().as_u16()).ok()
+            })
+        })
+        .collect();
+    // Polls past the cap are shed at once: answered 503 while the host has
+    // room to answer refusals, closed without an answer past that. Without
+    // the cap they sat in the accept backlog until earlier polls ended.
+    let (shed, answered) = tokio::time::timeout(Duration::from_secs(25), async {
+        use futures::StreamExt as _;
+        let (mut shed, mut answered) = (0, 0);
+        while let Some(poll) = polls.next().await {
+            match poll.unwrap() {
+                Some(503) => answered += 1,
+                None => {}
+                Some(_) => continue,
+            }
+            shed += 1;
+            if shed == 100 {
+                break;
+            }
+        }
+        (shed, answered)
+    })
+    .await
+    .expect("polls past the cap are shed at once, not left in the backlog");
+    assert_eq!(shed, 100);
+    eprintln!("{answered} of the first 100 shed polls were answered 503");
+    // Once the polls are gone, pushes are served again.
+    let client = reqwest::Client::new();
+    eventually(Duration::from_secs(60), "a push stored", || {
+        let request = client
+            .post(host.url("/ingest/hooks"))
+            .body(r#"{"id":"after"}"#)
+            .send();
+        async move { (request.await.ok()?.status() == 202).then_some(()) }
+    })
+    .await;
 }

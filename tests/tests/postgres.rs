@@ -404,6 +404,17 @@ async fn partitions_are_pulled_each_from_its_own_checkpoint() {
     }
 }
 
+/// A manifest for the `sql-probe` fixture: one statement, pulled once an
+/// hour (retries as given), on connection `main` (with `sql` settings).
+fn probe(statement: &str, sandbox: &str, sql: &str, retry: &str) -> String {
+    format!(
+        "[pull]\nevery = \"1h\"\nretry = {retry}\n\
+         [sandbox]\n{sandbox}\n\
+         [sandbox.sql.main]\nurl_file = \"main.url\"\n{sql}\n\
+         [config]\nconnection = \"main\"\nstatement = \"{statement}\"\n"
+    )
+}
+
 #[tokio::test]
 async fn row_caps_and_statement_timeouts_are_enforced() {
     let pg = Postgres::start().await;
@@ -413,18 +424,17 @@ async fn row_caps_and_statement_timeouts_are_enforced() {
         .batch_execute("INSERT INTO items VALUES (1, now(), 'a', 1), (2, now(), 'b', 2)")
         .await
         .unwrap();
-    let probe = |statement: &str, extra: &str| {
-        format!(
-            "[pull]\nevery = \"1h\"\nretry = {{ initial = \"1h\", max = \"1h\" }}\n\
-             [sandbox]\npull_deadline = \"1s\"\n\
-             [sandbox.sql.main]\nurl_file = \"main.url\"\n{extra}\n\
-             [config]\nconnection = \"main\"\nstatement = \"{statement}\"\n"
-        )
-    };
-    let (capped, slow) = (
-        probe("SELECT * FROM items", "max_rows = 1"),
-        probe("SELECT pg_sleep(5)", ""),
+    let hour = "{ initial = \"1h\", max = \"1h\" }";
+    // The row cap does not depend on time: a deadline no machine misses.
+    let capped = probe(
+        "SELECT * FROM items",
+        "pull_deadline = \"30s\"",
+        "max_rows = 1",
+        hour,
     );
+    // The statement timeout ends the query a margin before the deadline,
+    // whatever the first connection took; the sleep never ends by itself.
+    let slow = probe("SELECT pg_sleep(600)", "pull_deadline = \"3s\"", "", hour);
     let host = start_host(
         &pg,
         &[
@@ -444,10 +454,71 @@ async fn row_caps_and_statement_timeouts_are_enforced() {
     );
     let st = first_pull_done(&host, "slow").await;
     assert_eq!(st["pull"]["state"], "backoff", "{st}");
+    // The database's own cancel ("canceling statement due to statement
+    // timeout"), or on a machine too loaded for its answer to come back
+    // within the margin, the host's cut just after it: either way the slow
+    // database is `unavailable`.
+    let error = st["pull"]["last_error"].as_str().unwrap();
     assert!(
-        st["pull"]["last_error"].as_str().unwrap().contains(
+        error.contains(
             "unavailable: sql connection `main`: canceling statement due to statement timeout"
-        ),
+        ) || error
+            .contains("unavailable: sql connection `main`: the query ran past the call's deadline"),
         "{st}"
     );
+    // And the statement timeout is enforced where it matters, in the
+    // database: the ten-minute sleep does not go on running there.
+    let db = pg.client().await;
+    eventually(
+        Duration::from_secs(30),
+        "the sleep cancelled in the database",
+        || async {
+            let row = db
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity \
+                 WHERE query LIKE '%pg_sleep(600)%' AND state = 'active' \
+                 AND pid <> pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .unwrap();
+            (row.get::<_, i64>(0) == 0).then_some(())
+        },
+    )
+    .await;
+}
+
+/// A database slower than the pull deadline is the source being slow:
+/// every run fails as `unavailable` and backs off, and more failures than
+/// the quarantine threshold never quarantine the connector.
+#[tokio::test]
+async fn a_database_slower_than_the_deadline_backs_off_and_is_never_quarantined() {
+    let pg = Postgres::start().await;
+    let slow = probe(
+        "SELECT pg_sleep(600)",
+        "pull_deadline = \"1s\"\nquarantine_after = 2\nquarantine_cooldown = \"1h\"",
+        "",
+        "{ initial = \"50ms\", max = \"200ms\" }",
+    );
+    let host = start_host(&pg, &[("slow", plugins::SQL_PROBE, Some(&slow))]).await;
+    let st = eventually(Duration::from_secs(60), "five failed pulls", || async {
+        let st = host.status("slow").await;
+        (st["pull"]["consecutive_failures"].as_u64() >= Some(5)).then_some(st)
+    })
+    .await;
+    assert_eq!(st["pull"]["state"], "backoff", "{st}");
+    assert_ne!(st["state"], "quarantined", "{st}");
+    assert!(st["quarantine"].is_null(), "{st}");
+    let error = st["pull"]["last_error"].as_str().unwrap();
+    assert!(error.contains("unavailable"), "{error}");
+    let metrics = host.metrics().await;
+    for line in [
+        "inlet_connector_failures_total{source=\"slow\",class=\"deadline\"} 0",
+        "inlet_connector_quarantines_total{source=\"slow\"} 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no `{line}` in:\n{metrics}"
+        );
+    }
 }

@@ -13,7 +13,7 @@ use sha2::Sha256;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -358,8 +358,13 @@ async fn partitions_pull_up_to_max_parallel_and_never_overlap_themselves() {
                 e.0 += 1;
                 e.1 = e.1.max(e.0);
             }
-            // The source's latency: keeps requests in flight together.
-            tokio::time::sleep(Duration::from_millis(40)).await;
+            // The source's latency: a request waits (up to 500 ms) for a
+            // second one to be in flight, so parallel partitions overlap
+            // however slowly the machine starts them.
+            let arrived = Instant::now();
+            while seen.lock().unwrap().now < 2 && arrived.elapsed() < Duration::from_millis(500) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
             let start: usize = req.param("since").map(|s| s.parse().unwrap()).unwrap_or(0);
             let end = (start + 2).min(6);
             let items: Vec<_> = (start..end)

@@ -541,3 +541,73 @@ async fn a_missing_secret_refuses_the_connector_and_names_the_variable() {
         "{err}"
     );
 }
+
+/// Credentials stay with the host that checked them: the connector never
+/// receives `Authorization`, `Proxy-Authorization`, `Cookie` or the
+/// signature header of its scheme; every other header reaches it.
+#[tokio::test]
+async fn the_connector_never_sees_the_credentials_the_host_checked() {
+    let host = TestHost::start(&[]).await;
+    let dir = host.plugins_dir();
+    std::fs::write(dir.join("tok.secret"), "t0k").unwrap();
+    std::fs::write(dir.join("mac.secret"), "m4c").unwrap();
+    inlet_tests::install(
+        &dir,
+        "bearer",
+        plugins::HOSTILE,
+        Some("[push]\nauth = { scheme = \"bearer\", token_file = \"tok.secret\" }\n"),
+    );
+    inlet_tests::install(
+        &dir,
+        "github",
+        plugins::HOSTILE,
+        Some("[push]\nauth = { scheme = \"github\", secret_file = \"mac.secret\" }\n"),
+    );
+    host.reload().await;
+    let names = |reply: &serde_json::Value| -> Vec<String> {
+        reply["headers"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{reply}"))
+            .iter()
+            .map(|h| h[0].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (status, reply, _) = host
+        .post_json(
+            "/ingest/bearer/headers",
+            "{}",
+            &[
+                ("Authorization", "Bearer t0k"),
+                ("Cookie", "session=abc"),
+                ("Proxy-Authorization", "Basic eDp5"),
+                ("X-Request-Source", "crm"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let seen = names(&reply);
+    for hidden in ["authorization", "cookie", "proxy-authorization"] {
+        assert!(
+            !seen.iter().any(|h| h == hidden),
+            "{hidden} leaked: {seen:?}"
+        );
+    }
+    assert!(seen.iter().any(|h| h == "x-request-source"), "{seen:?}");
+
+    let body = "{}";
+    let signature = format!("sha256={}", hex::encode(hmac(b"m4c", body.as_bytes())));
+    let (status, reply, _) = host
+        .post_json(
+            "/ingest/github/headers",
+            body,
+            &[
+                ("X-Hub-Signature-256", &signature),
+                ("X-GitHub-Event", "push"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let seen = names(&reply);
+    assert!(!seen.iter().any(|h| h == "x-hub-signature-256"), "{seen:?}");
+    assert!(seen.iter().any(|h| h == "x-github-event"), "{seen:?}");
+}

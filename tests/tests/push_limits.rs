@@ -6,6 +6,9 @@ use inlet_tests::{TestHost, plugins};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// The slow fixture's calls sleep for seconds: a deadline they never miss.
+const SLOW: &str = "[sandbox]\npush_deadline = \"30s\"\n";
+
 #[tokio::test]
 async fn fifty_concurrent_requests_with_one_key_store_one_event() {
     let host = TestHost::start(&[(
@@ -85,7 +88,7 @@ async fn rate_limit_answers_429_with_retry_after() {
 async fn burst(host: &TestHost, n: usize) -> Vec<(u16, Option<String>)> {
     let requests = (0..n).map(|i| {
         let client = host.client.clone();
-        let url = host.url("/ingest/slow?ms=1500");
+        let url = host.url("/ingest/slow?ms=3000");
         async move {
             let r = client
                 .post(url)
@@ -109,7 +112,7 @@ async fn per_source_overload_answers_503_at_once_and_keeps_what_it_accepted() {
     let host = TestHost::start(&[(
         "slow",
         plugins::SLOW_PUSH,
-        Some("[push]\nmax_in_flight = 2\n"),
+        Some(&format!("[push]\nmax_in_flight = 2\n{SLOW}")),
     )])
     .await;
     let results = burst(&host, 8).await;
@@ -135,7 +138,7 @@ async fn per_source_overload_answers_503_at_once_and_keeps_what_it_accepted() {
 
 #[tokio::test]
 async fn global_overload_answers_503() {
-    let host = TestHost::start_with(&[("slow", plugins::SLOW_PUSH, None)], |c| {
+    let host = TestHost::start_with(&[("slow", plugins::SLOW_PUSH, Some(SLOW))], |c| {
         c.limits.max_in_flight = 2
     })
     .await;
@@ -230,4 +233,181 @@ async fn a_client_sending_headers_one_byte_at_a_time_is_disconnected() {
     // The host still serves everyone else.
     let (status, _, _) = host.post_json("/ingest/hooks", r#"{"id":"ok"}"#, &[]).await;
     assert_eq!(status, 202);
+}
+
+/// A TCP connection to `host` from `local` (another loopback address).
+async fn connect_from(local: &str, host: &TestHost) -> tokio::net::TcpStream {
+    let addr: std::net::SocketAddr = host.url("").trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{local}:0").parse().unwrap()).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// Reads a whole (short) HTTP response and returns its status code.
+async fn status_of(stream: &mut tokio::net::TcpStream) -> u16 {
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf);
+    text.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"))
+}
+
+fn github_signature(secret: &[u8], body: &[u8]) -> String {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Slow anonymous bodies from one address (127.0.0.2) exhaust that
+/// address's share of the unauthenticated-bytes budget and nothing else:
+/// they take no push slot, and a signed push from 127.0.0.1 is stored.
+/// Before, 1,030 such connections took every global push slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_anonymous_bodies_cannot_starve_an_authentic_sender() {
+    let host = TestHost::start_with(&[], |c| {
+        c.limits.max_in_flight = 8;
+        c.limits.max_body_bytes = 16 * 1024;
+        c.limits.unauthenticated_bytes_per_peer = 16 * 1024;
+    })
+    .await;
+    let dir = host.plugins_dir();
+    std::fs::write(dir.join("gh.secret"), "s3cret").unwrap();
+    inlet_tests::install(
+        &dir,
+        "gh",
+        plugins::WEBHOOK_JSON,
+        Some("[push]\nauth = { scheme = \"github\", secret_file = \"gh.secret\" }\n"),
+    );
+    host.reload().await;
+    // 40 bodies of 1,000 declared bytes, one byte sent: the first 16 fill
+    // the attacker's 16 KiB share (and, before, all 8 push slots).
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..40 {
+        let mut stream = connect_from("127.0.0.2", &host).await;
+        stream
+            .write_all(b"POST /ingest/gh HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n{")
+            .await
+            .unwrap();
+        held.push(stream);
+    }
+    for stream in held.iter_mut().skip(20) {
+        if status_of(stream).await == 503 {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 20, "past its share, the attacker gets 503");
+    let body = br#"{"id":"real"}"#;
+    let signature = github_signature(b"s3cret", body);
+    let (status, reply, _) = host
+        .post_json(
+            "/ingest/gh",
+            std::str::from_utf8(body).unwrap(),
+            &[("X-Hub-Signature-256", &signature)],
+        )
+        .await;
+    assert_eq!(status, 202, "{reply}");
+    drop(held);
+}
+
+/// Connections past the per-address cap are answered 503 and closed at
+/// once; other addresses are served.
+#[tokio::test]
+async fn connections_past_the_per_address_cap_get_503_and_others_are_served() {
+    let host = TestHost::start_with(&[("hooks", plugins::WEBHOOK_JSON, None)], |c| {
+        c.limits.max_connections_per_peer = 20;
+    })
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        idle.push(connect_from("127.0.0.2", &host).await);
+    }
+    // The 21st: answered 503 whatever it asks, and closed.
+    let mut extra = connect_from("127.0.0.2", &host).await;
+    extra
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(status_of(&mut extra).await, 503);
+    let (status, body, _) = host.post_json("/ingest/hooks", r#"{"id":"a"}"#, &[]).await;
+    assert_eq!(status, 202, "{body}");
+    drop(idle);
+}
+
+/// A commit wakes only the long polls of its own source (idle polls on `a`
+/// cost pushes to `b` nothing), and past `max_long_polls` a wait is 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_long_polls_are_woken_only_by_their_own_source_and_capped() {
+    let host = std::sync::Arc::new(
+        TestHost::start_with(
+            &[
+                ("a", plugins::WEBHOOK_JSON, None),
+                ("b", plugins::WEBHOOK_JSON, None),
+            ],
+            |c| c.limits.max_long_polls = 100,
+        )
+        .await,
+    );
+    let polls: Vec<_> = (0..100)
+        .map(|_| {
+            let host = host.clone();
+            tokio::spawn(async move {
+                // Like a real consumer: a 503 (the probe below held a
+                // place for a moment) is retried.
+                loop {
+                    let r = host
+                        .client
+                        .get(host.url("/v1/streams/a/events?wait=60"))
+                        .send()
+                        .await
+                        .unwrap();
+                    if r.status() != 503 {
+                        return (r.status().as_u16(), r.text().await.unwrap());
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        })
+        .collect();
+    // Every poll is waiting once one more is refused.
+    inlet_tests::eventually(
+        Duration::from_secs(30),
+        "100 long polls waiting",
+        || async {
+            let (code, _) = host.get_json("/v1/streams/a/events?wait=1").await;
+            (code == 503).then_some(())
+        },
+    )
+    .await;
+    for i in 0..20 {
+        let (status, body, _) = host
+            .post_json("/ingest/b", &format!(r#"{{"id":"b{i}"}}"#), &[])
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let woken = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("inlet_long_poll_wakeups_total{source=\"a\"} "))
+            .map_or(0, |v| v.parse::<u64>().unwrap())
+    };
+    // On JetStream, waiters also wake on a timer to see other hosts'
+    // commits; on sled only a commit to their own source wakes them.
+    if inlet_tests::test_store() == inlet_host::config::StoreKind::Sled {
+        assert_eq!(
+            woken(&host.metrics().await),
+            0,
+            "pushes to b woke polls on a"
+        );
+    }
+    let (status, body, _) = host.post_json("/ingest/a", r#"{"id":"a1"}"#, &[]).await;
+    assert_eq!(status, 202, "{body}");
+    for poll in polls {
+        let (status, text) = poll.await.unwrap();
+        assert_eq!(status, 200, "{text}");
+        assert!(text.contains("\"a1\""), "{text}");
+    }
+    assert!(woken(&host.metrics().await) >= 100);
 }

@@ -205,9 +205,11 @@ async fn a_manifest_with_an_unknown_key_keeps_the_old_version() {
     assert_eq!(code, 202, "the old version serves");
 
     std::fs::write(&manifest, "[push]\nmax_in_flight = 4\n").unwrap();
+    // The watcher may scan more than once around a write (one scan can
+    // still answer for the typo); the fixed manifest's load clears it.
     let status = eventually(RELOAD, "the fixed manifest loaded", || async {
         let s = host.status("hook").await;
-        (s["reloads"] == 2).then_some(s)
+        (s["reloads"] == 2 && s["last_error"].is_null()).then_some(s)
     })
     .await;
     assert_eq!(status["last_error"], serde_json::Value::Null, "{status}");
@@ -434,7 +436,9 @@ async fn a_vanished_or_empty_manifest_keeps_the_previous_one_in_force() {
         Some("[push]\nauth = { scheme = \"bearer\", token_file = \"tok.secret\" }\n"),
     );
     eventually(RELOAD, "the guarded connector", || async {
-        (host.status("guarded").await["state"] == "loaded").then_some(())
+        // 404 until the watcher's scan has seen the new file.
+        let (_, status) = host.get_json("/v1/connectors/guarded").await;
+        (status["state"] == "loaded").then_some(())
     })
     .await;
     for text in [None, Some("")] {
@@ -449,9 +453,10 @@ async fn a_vanished_or_empty_manifest_keeps_the_previous_one_in_force() {
             .unwrap_or_default()
             .to_string();
         assert!(
-            err.contains("guarded.toml") && err.contains("missing or empty"),
+            err.contains("guarded.toml") && (err.contains("missing") || err.contains("empty")),
             "{status}"
         );
+        assert!(err.contains("previous"), "{status}");
         // Still authenticated: the defaults (auth = none) did not slip in.
         let (code, _, _) = host.post_json("/ingest/guarded", "{}", &[]).await;
         assert_eq!(code, 401);
@@ -460,4 +465,64 @@ async fn a_vanished_or_empty_manifest_keeps_the_previous_one_in_force() {
             .await;
         assert_eq!(code, 202);
     }
+}
+
+/// A manifest that exists but cannot be used refuses the first load with
+/// the reason in status: it never means the defaults (`auth = none`). Before,
+/// a bearer-auth manifest with one byte that was not UTF-8 loaded the
+/// connector open to anyone.
+#[tokio::test]
+async fn a_manifest_that_cannot_be_read_refuses_the_load() {
+    let host = TestHost::start(&[]).await;
+    let dir = host.plugins_dir();
+    std::fs::write(
+        dir.join("latin1.toml"),
+        b"[push]\nauth = { scheme = \"bearer\", token_env = \"NO\" } # caf\xe9\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("empty.toml"), "\n").unwrap();
+    std::fs::create_dir(dir.join("folder.toml")).unwrap();
+    for (name, reason) in [
+        ("latin1", "not valid UTF-8"),
+        ("empty", "empty"),
+        ("folder", "not a regular file"),
+    ] {
+        install(&dir, name, plugins::WEBHOOK_JSON, None);
+        host.reload().await;
+        let status = host.status(name).await;
+        let err = status["last_error"].as_str().unwrap_or_default();
+        assert!(
+            err.contains(&format!("{name}.toml")) && err.contains(reason),
+            "{name}: {status}"
+        );
+        assert_ne!(status["state"], "loaded", "{name}: {status}");
+        let (code, body, _) = host.post_json(&format!("/ingest/{name}"), "{}", &[]).await;
+        assert_eq!(code, 404, "{name} must not take pushes: {body}");
+    }
+    // Nothing was stored for it: the source has no stream at all.
+    let (code, body) = host.get_json("/v1/streams/latin1/events").await;
+    assert_eq!(code, 404, "{body}");
+}
+
+/// `require_manifest = true`: a component without its manifest is not
+/// loaded (the window between copying NAME.wasm and NAME.toml), and loads
+/// as soon as the manifest arrives.
+#[tokio::test]
+async fn require_manifest_waits_for_the_manifest() {
+    let host = TestHost::start_with(&[], |c| c.require_manifest = true).await;
+    let dir = host.plugins_dir();
+    install(&dir, "hooks", plugins::WEBHOOK_JSON, None);
+    host.reload().await;
+    let status = host.status("hooks").await;
+    let err = status["last_error"].as_str().unwrap_or_default();
+    assert!(err.contains("require_manifest"), "{status}");
+    let (code, _, _) = host.post_json("/ingest/hooks", "{}", &[]).await;
+    assert_eq!(code, 404);
+    std::fs::write(dir.join("hooks.toml"), "[push]\nmax_in_flight = 8\n").unwrap();
+    eventually(RELOAD, "the connector with its manifest", || async {
+        (host.status("hooks").await["state"] == "loaded").then_some(())
+    })
+    .await;
+    let (code, body, _) = host.post_json("/ingest/hooks", r#"{"id":"a"}"#, &[]).await;
+    assert_eq!(code, 202, "{body}");
 }

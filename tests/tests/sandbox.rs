@@ -14,10 +14,11 @@ use tokio::net::TcpListener;
 /// loaded 2-core CI machine).
 const MARGIN: Duration = Duration::from_secs(3);
 
-/// Short deadlines, a small memory limit, no quarantine, loopback only.
+/// A short deadline (long enough for a good call on a slow, loaded
+/// machine), a small memory limit, no quarantine, loopback only.
 const HOSTILE: &str = r#"
 [sandbox]
-push_deadline = "500ms"
+push_deadline = "2s"
 memory_mb = 32
 quarantine_after = 0
 allowed_hosts = ["127.0.0.1:*"]
@@ -45,6 +46,30 @@ async fn silent_server() -> String {
         }
     });
     format!("http://{addr}/never")
+}
+
+/// A server that answers 200 at once, then sends its body one byte every
+/// 100 ms for ever: no per-read timeout fires, only the call's deadline.
+async fn trickling_server() -> String {
+    use tokio::io::AsyncWriteExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut request).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 1000000\r\n\r\n";
+                if socket.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                while socket.write_all(b"x").await.is_ok() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            });
+        }
+    });
+    format!("http://{addr}/trickle")
 }
 
 /// A server that counts the connections it accepts (then drops them).
@@ -80,6 +105,15 @@ async fn failures(host: &TestHost, source: &str, class: &str) -> u64 {
     .await
 }
 
+async fn quarantines(host: &TestHost, source: &str) -> u64 {
+    metric(
+        host,
+        "inlet_connector_quarantines_total",
+        &format!("source=\"{source}\""),
+    )
+    .await
+}
+
 /// Pushes `path` and checks the documented failure: 500
 /// `connector_failed` naming `class`, within `deadline` + [`MARGIN`], and
 /// no guest internals in the body.
@@ -105,26 +139,22 @@ async fn each_hostile_push_fails_only_that_call_within_its_deadline() {
         ("big", plugins::HOSTILE, Some(HOSTILE_BIG)),
     ])
     .await;
-    let hang = silent_server().await;
-    let short = Duration::from_millis(500);
+    let short = Duration::from_secs(2);
     let long = Duration::from_secs(5);
     let cases = [
         ("/ingest/hostile/loop".to_string(), "deadline", short),
-        (
-            format!("/ingest/hostile/hang?url={hang}"),
-            "deadline",
-            short,
-        ),
         ("/ingest/hostile/grow".to_string(), "memory", short),
         ("/ingest/hostile/recurse".to_string(), "trap", short),
         ("/ingest/hostile/panic".to_string(), "trap", short),
+        // A million events or 100 MB from an empty request: refused
+        // while being lifted (hostcall fuel), the connector's doing.
         ("/ingest/big/many".to_string(), "limit", long),
         ("/ingest/big/huge".to_string(), "limit", long),
     ];
     for (path, class, deadline) in &cases {
         push_fails(&host, path, class, *deadline).await;
     }
-    assert_eq!(failures(&host, "hostile", "deadline").await, 2);
+    assert_eq!(failures(&host, "hostile", "deadline").await, 1);
     assert_eq!(failures(&host, "hostile", "memory").await, 1);
     assert_eq!(failures(&host, "hostile", "trap").await, 2);
     assert_eq!(failures(&host, "big", "limit").await, 2);
@@ -132,9 +162,9 @@ async fn each_hostile_push_fails_only_that_call_within_its_deadline() {
     assert!(host.events("big").await.is_empty(), "nothing stored");
 
     // The status names the last failure for the operator.
-    let (_, status) = host.get_json("/v1/connectors/big").await;
+    let (_, status) = host.get_json("/v1/connectors/hostile").await;
     let last = status["last_error"].as_str().unwrap();
-    assert!(last.contains("limit"), "{last}");
+    assert!(last.contains("trap"), "{last}");
 
     // The same connector still serves a good call.
     let (status, body, _) = host.post_json("/ingest/hostile/ok", "{}", &[]).await;
@@ -297,15 +327,7 @@ quarantine_cooldown = "1m"
     let until = status["quarantine"]["until_ms"].as_u64().unwrap();
     assert!(until > status["loaded_at_ms"].as_u64().unwrap(), "{status}");
     assert_eq!(failures(&host, "hostile", "trap").await, 3);
-    assert_eq!(
-        metric(
-            &host,
-            "inlet_connector_quarantines_total",
-            "source=\"hostile\""
-        )
-        .await,
-        1
-    );
+    assert_eq!(quarantines(&host, "hostile").await, 1);
 
     let resp = host
         .client
@@ -357,9 +379,11 @@ pull_mode = "loop"
     assert!(host.events("puller").await.is_empty());
 }
 
-fn p99(mut samples: Vec<Duration>) -> Duration {
+/// The 90th percentile: with 100 samples, one scheduler hiccup on a slow
+/// machine does not decide the result (a p99 of 60 samples is their max).
+fn p90(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
-    samples[(samples.len() * 99 / 100).min(samples.len() - 1)]
+    samples[(samples.len() * 90 / 100).min(samples.len() - 1)]
 }
 
 async fn timed_pushes(host: &TestHost, tag: &str, n: usize) -> Vec<Duration> {
@@ -387,7 +411,7 @@ async fn a_well_behaved_source_keeps_serving_while_hostile_ones_are_hammered() {
     );
     let hang = silent_server().await;
     timed_pushes(&host, "warm", 5).await;
-    let quiet = p99(timed_pushes(&host, "quiet", 60).await);
+    let quiet = p90(timed_pushes(&host, "quiet", 100).await);
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut hammers = Vec::new();
@@ -401,30 +425,135 @@ async fn a_well_behaved_source_keeps_serving_while_hostile_ones_are_hammered() {
         "/ingest/big/many".to_string(),
     ] {
         let (host, stop) = (host.clone(), stop.clone());
+        // A source that never answers is the source's failure (503), every
+        // other behaviour the connector's own (500).
+        let expected = if path.contains("/hang") { 503 } else { 500 };
         hammers.push(tokio::spawn(async move {
             let mut calls = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 let (status, body, _) = host.post_json(&path, "{}", &[]).await;
-                assert_eq!(status, 500, "{path}: {body}");
+                assert_eq!(status, expected, "{path}: {body}");
                 calls += 1;
             }
             calls
         }));
     }
-    let busy = p99(timed_pushes(&host, "busy", 60).await);
+    let busy = p90(timed_pushes(&host, "busy", 100).await);
     stop.store(true, Ordering::Relaxed);
     for h in hammers {
         assert!(h.await.unwrap() > 0, "every hostile path was exercised");
     }
-    assert_eq!(host.events("hooks").await.len(), 125, "every event stored");
+    assert_eq!(host.events("hooks").await.len(), 205, "every event stored");
     assert!(host.events("hostile").await.is_empty());
-    // Loose on purpose (2 shared cores): within 3x of quiet, or under an
-    // absolute cap below the hostile deadline (500 ms). Before guests
-    // yielded through tokio, a busy guest pushed this to ~550 ms.
-    let cap = Duration::from_millis(400);
+    // Loose on purpose (2 shared cores, maybe a slow machine): within 5x of
+    // quiet, or under an absolute cap of half the hostile deadline (2 s).
+    // Before guests yielded through tokio, a busy guest held a worker until
+    // its deadline, which put this at the deadline.
+    let cap = Duration::from_secs(1);
     assert!(
-        busy <= quiet * 3 || busy <= cap,
-        "p99 under load {busy:?}, quiet {quiet:?}"
+        busy <= quiet * 5 || busy <= cap,
+        "p90 under load {busy:?}, quiet {quiet:?}"
     );
-    eprintln!("webhook p99: quiet {quiet:?}, with hostile load {busy:?}");
+    eprintln!("webhook p90: quiet {quiet:?}, with hostile load {busy:?}");
+}
+
+/// A connector whose source does not answer in time fails as `unavailable`
+/// (503 with Retry-After): the source's failure, counted as
+/// `source_timeout` or returned by the guest, never toward quarantine, and
+/// the connector keeps serving. Both ways a source can be slow: no answer at
+/// all (the host ends the request before the deadline, the guest returns
+/// `unavailable`), and a body that trickles past the deadline (the deadline
+/// expires while the guest waits on the source).
+#[tokio::test]
+async fn a_source_that_does_not_answer_in_time_is_unavailable_not_quarantined() {
+    let manifest = r#"
+[sandbox]
+push_deadline = "1s"
+quarantine_after = 2
+quarantine_cooldown = "1h"
+allowed_hosts = ["127.0.0.1:*"]
+"#;
+    let host = TestHost::start(&[("hostile", plugins::HOSTILE, Some(manifest))]).await;
+    let silent = silent_server().await;
+    let trickle = trickling_server().await;
+    // More failures than the quarantine threshold, of each kind.
+    for url in [&silent, &trickle] {
+        for _ in 0..3 {
+            let started = Instant::now();
+            let (status, body, headers) = host
+                .post_json(&format!("/ingest/hostile/hang?url={url}"), "{}", &[])
+                .await;
+            assert_eq!(status, 503, "{url}: {body}");
+            assert_eq!(body["error"]["code"], "unavailable", "{url}: {body}");
+            assert_eq!(headers["retry-after"], "1", "{url}");
+            assert!(
+                started.elapsed() < Duration::from_secs(1) + MARGIN,
+                "{url}: took {:?}",
+                started.elapsed()
+            );
+        }
+    }
+    let (_, status) = host.get_json("/v1/connectors/hostile").await;
+    assert!(status["quarantine"].is_null(), "{status}");
+    assert_ne!(status["state"], "quarantined", "{status}");
+    assert_eq!(failures(&host, "hostile", "deadline").await, 0);
+    assert_eq!(
+        failures(&host, "hostile", "source_timeout").await,
+        3,
+        "the trickling body ran into the deadline"
+    );
+    assert_eq!(quarantines(&host, "hostile").await, 0);
+    let (status, body, _) = host.post_json("/ingest/hostile/ok", "{}", &[]).await;
+    assert_eq!(status, 202, "{body}");
+}
+
+/// A connector that needs a source gets a deadline with room for one: a
+/// deadline under the source margin is refused at load, naming the key.
+#[tokio::test]
+async fn a_deadline_too_short_for_a_source_is_refused_at_load() {
+    let manifest = r#"
+[sandbox]
+push_deadline = "300ms"
+allowed_hosts = ["127.0.0.1:*"]
+"#;
+    let host = TestHost::start(&[("hostile", plugins::HOSTILE, Some(manifest))]).await;
+    let status = eventually(Duration::from_secs(30), "the refused load", || async {
+        let (_, s) = host.get_json("/v1/connectors/hostile").await;
+        s["last_error"].is_string().then_some(s)
+    })
+    .await;
+    let error = status["last_error"].as_str().unwrap();
+    assert!(error.contains("sandbox.push_deadline"), "{error}");
+    assert!(error.contains("at least 500ms"), "{error}");
+    let (code, _, _) = host.post_json("/ingest/hostile/ok", "{}", &[]).await;
+    assert_eq!(code, 404);
+}
+
+/// Output limits exceeded because of what a sender sent are the sender's
+/// doing: more pushes of 10,001 objects than the quarantine threshold each
+/// get 422 and never quarantine the connector for every other sender.
+#[tokio::test]
+async fn a_request_over_the_per_call_limits_is_refused_without_quarantine() {
+    let host = TestHost::start(&[(
+        "hooks",
+        plugins::WEBHOOK_JSON,
+        Some("[sandbox]\nquarantine_after = 2\nquarantine_cooldown = \"1h\"\n"),
+    )])
+    .await;
+    let items = vec!["{}"; 10_001].join(",");
+    for _ in 0..4 {
+        let (status, body, _) = host
+            .post_json("/ingest/hooks", &format!("[{items}]"), &[])
+            .await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["error"]["code"], "too_many_events", "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("10000"),
+            "names the limit: {body}"
+        );
+    }
+    let (status, body, _) = host.post_json("/ingest/hooks", r#"{"id":"a"}"#, &[]).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(failures(&host, "hooks", "limit").await, 4);
+    assert_eq!(quarantines(&host, "hooks").await, 0);
 }

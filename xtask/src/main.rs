@@ -2,7 +2,9 @@
 //!
 //! - `plugins`: build the example connectors into `target/plugins/NAME.wasm`
 //! - `demo`: build, stage `./plugins.d` and run `inlet serve` with a demo source
-//! - `test`: the whole suite (fmt, clippy, unit, integration, doc tests)
+//! - `test`: the whole suite (fmt, clippy, unit, integration, doc tests);
+//!   `test --slow [--runs N]`: the integration suite on one core beside a
+//!   CPU burner, as on a machine a third as fast
 //! - `bench`: the benchmark harness (release build)
 
 mod bench;
@@ -32,7 +34,16 @@ enum Cmd {
         listen: String,
     },
     /// Run the whole test suite: fmt, clippy, unit, integration and doc tests.
-    Test,
+    Test {
+        /// Run only the integration suite, as on a machine a third as fast:
+        /// pinned to one core (`taskset -c 0`) beside a CPU burner on that
+        /// core, two tests at a time.
+        #[arg(long)]
+        slow: bool,
+        /// With --slow: how many times to run it (stops at the first failure).
+        #[arg(long, default_value_t = 1, requires = "slow")]
+        runs: u32,
+    },
     /// Kill -9 the host under push load, restart, and check that every
     /// acknowledged event is stored exactly once.
     CrashTest {
@@ -56,7 +67,8 @@ fn main() -> Result<()> {
             build_plugins()?;
         }
         Cmd::Demo { listen } => demo::run(&listen)?,
-        Cmd::Test => test()?,
+        Cmd::Test { slow: false, .. } => test()?,
+        Cmd::Test { slow: true, runs } => slow_test(runs)?,
         Cmd::CrashTest { rounds } => crash::run(rounds)?,
         Cmd::Bench { which, smoke } => bench::run(&which, smoke)?,
     }
@@ -268,6 +280,76 @@ fn test() -> Result<()> {
     // One closing line for whoever reads the log: every suite above passed.
     println!("xtask: {passed} passed, 0 failed");
     Ok(())
+}
+
+/// The integration suite as on a slow machine: every test process pinned to
+/// core 0, which a busy loop shares, with two tests at a time. Each run's
+/// time is printed; the first failure stops.
+fn slow_test(runs: u32) -> Result<()> {
+    ensure_target()?;
+    ensure_postgres()?;
+    ensure_nats()?;
+    let has_nextest = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_nextest {
+        bail!("--slow needs cargo-nextest (cargo install cargo-nextest --locked)");
+    }
+    // Build first, at full speed: the slow part is the tests, not rustc.
+    run(cargo().args(["nextest", "run", "-p", "inlet-tests", "--no-run"]))?;
+    let _burner = Burner::start()?;
+    let mut times = Vec::new();
+    for i in 1..=runs {
+        let started = std::time::Instant::now();
+        let mut cmd = Command::new("taskset");
+        cmd.current_dir(root())
+            .args(["-c", "0"])
+            .arg(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "nextest",
+                "run",
+                "-p",
+                "inlet-tests",
+                "--no-fail-fast",
+                "--test-threads",
+                "2",
+            ]);
+        let passed = run_counting(&mut cmd)
+            .with_context(|| format!("slow run {i} of {runs} failed (earlier runs: {times:?})"))?;
+        let took = started.elapsed();
+        eprintln!("xtask: slow run {i} of {runs}: {passed} passed in {took:.0?}");
+        times.push(took);
+    }
+    println!(
+        "xtask: slow mode, {runs} run(s) passed; times: {}",
+        times
+            .iter()
+            .map(|t| format!("{:.0}s", t.as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
+/// A busy loop pinned to core 0, killed when dropped.
+struct Burner(std::process::Child);
+
+impl Burner {
+    fn start() -> Result<Self> {
+        let child = Command::new("taskset")
+            .args(["-c", "0", "sh", "-c", "while :; do :; done"])
+            .spawn()
+            .context("starting the CPU burner (taskset from util-linux)")?;
+        Ok(Burner(child))
+    }
+}
+
+impl Drop for Burner {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Runs `cmd` like [`run`], forwarding its output, and returns how many

@@ -44,11 +44,19 @@ pub async fn route(host: Arc<Host>, req: http::Request<Incoming>) -> Resp {
             );
         }
     };
-    if path.starts_with("/v1/")
-        && let Some(denied) =
-            check_bearer(host.admin_token.as_deref(), req.headers(), "the admin API")
-    {
-        return denied;
+    if path.starts_with("/v1/") {
+        // Consumers (stream reads and their cursors) may use the consumer
+        // token instead of the admin token; everything else needs the
+        // admin token.
+        let consumer_route = matches!(id, RouteId::StreamEvents | RouteId::Cursor);
+        let admin = check_bearer(host.admin_token.as_deref(), req.headers(), "the admin API");
+        let allowed = admin.is_none()
+            || (consumer_route
+                && host.consumer_token.is_some()
+                && check_bearer(host.consumer_token.as_deref(), req.headers(), "").is_none());
+        if !allowed && let Some(denied) = admin {
+            return denied;
+        }
     }
     if id == RouteId::Metrics
         && let Some(denied) = check_bearer(host.metrics_token.as_deref(), req.headers(), "/metrics")
@@ -97,7 +105,7 @@ pub async fn route(host: Arc<Host>, req: http::Request<Incoming>) -> Resp {
 }
 
 /// `None` when no token is configured or the request carries it
-/// (compared in constant time).
+/// (compared in constant time, whatever their lengths).
 fn check_bearer(token: Option<&str>, headers: &http::HeaderMap, what: &str) -> Option<Resp> {
     let token = token?;
     let given = headers
@@ -105,8 +113,12 @@ fn check_bearer(token: Option<&str>, headers: &http::HeaderMap, what: &str) -> O
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
+    // Digests of equal length, compared in constant time: neither the
+    // token's bytes nor its length show in the time taken.
+    use sha2::Digest as _;
     use subtle::ConstantTimeEq;
-    if given.len() == token.len() && bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+    let digest = |b: &str| sha2::Sha256::digest(b.as_bytes());
+    if bool::from(digest(given).ct_eq(&digest(token))) {
         None
     } else {
         Some(reply::error(

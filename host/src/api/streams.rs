@@ -54,8 +54,26 @@ pub async fn events(host: &Arc<Host>, source: &str, query: Option<&str>) -> Resp
             &format!("no connector is loaded for source `{source}` and it has no events"),
         );
     }
+    // A long poll holds a connection and a waiter: their number is capped.
+    let _waiting = if wait.is_zero() {
+        None
+    } else {
+        match host.long_polls.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                let mut r = reply::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too_many_waits",
+                    "too many long polls are waiting; retry, or poll without `wait`",
+                );
+                r.headers_mut()
+                    .insert(http::header::RETRY_AFTER, http::HeaderValue::from(1));
+                return r;
+            }
+        }
+    };
     let deadline = tokio::time::Instant::now() + wait;
-    let mut commits = host.store.subscribe();
+    let mut commits = host.store.subscribe(source);
     loop {
         // Mark the current commit as seen before reading, so a commit that
         // lands between the read and the wait still wakes us.
@@ -78,7 +96,12 @@ pub async fn events(host: &Arc<Host>, source: &str, query: Option<&str>) -> Resp
             return resp;
         }
         tokio::select! {
-            changed = commits.changed() => if changed.is_err() { return reply::error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the host is shutting down") },
+            changed = commits.changed() => {
+                if changed.is_err() {
+                    return reply::error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the host is shutting down");
+                }
+                host.metrics.long_poll_woken(source);
+            }
             _ = tokio::time::sleep_until(deadline) => {}
             // Shutting down: answer what there is (nothing) now.
             _ = host.shutdown.cancelled() => return reply::text(StatusCode::OK, "application/x-ndjson", Vec::new()),

@@ -17,13 +17,25 @@ pub struct HostConfig {
     pub plugins_dir: PathBuf,
     /// Directory of the embedded store and the compiled-component cache.
     pub data_dir: PathBuf,
-    /// Name of an environment variable; when it is set, every `/v1/*` route
-    /// needs `Authorization: Bearer <its value>`.
+    /// Name of an environment variable holding the admin token: every
+    /// `/v1/*` route then needs `Authorization: Bearer <its value>`. Named
+    /// but unset or empty refuses the start.
     pub admin_token_env: Option<String>,
-    /// Name of an environment variable; when it is set, `/metrics` needs
-    /// `Authorization: Bearer <its value>` (a scraper's token, separate from
-    /// the admin token).
+    /// Serve `/v1/*` without a token on a listener that is not loopback
+    /// (refused otherwise). Off by default.
+    pub admin_open: bool,
+    /// Name of an environment variable holding the consumers' token: it
+    /// reads streams (`GET /v1/streams/{source}/events`) and reads and moves
+    /// cursors, and nothing else. Needs `admin_token_env`.
+    pub consumer_token_env: Option<String>,
+    /// Name of an environment variable holding the token `/metrics` needs
+    /// (a scraper's token, separate from the admin token). Named but unset
+    /// or empty refuses the start.
     pub metrics_token_env: Option<String>,
+    /// Load a `NAME.wasm` only with its `NAME.toml` beside it: closes the
+    /// window where a component copied before its manifest runs with the
+    /// defaults (`auth = none`). Off by default.
+    pub require_manifest: bool,
     /// Global limits on the push and pull paths.
     pub limits: Limits,
     /// Sandbox defaults for every connector; manifests may override them.
@@ -43,6 +55,9 @@ impl Default for HostConfig {
             plugins_dir: PathBuf::from("plugins.d"),
             data_dir: PathBuf::from("data"),
             admin_token_env: None,
+            admin_open: false,
+            consumer_token_env: None,
+            require_manifest: false,
             metrics_token_env: None,
             limits: Limits::default(),
             sandbox: SandboxDefaults::default(),
@@ -136,6 +151,19 @@ pub struct Limits {
     /// How long a client may take to send a push body (408 after that).
     #[serde(deserialize_with = "duration::deserialize")]
     pub body_read_timeout: Duration,
+    /// Connections open at once; past it a connection gets 503 and is
+    /// closed. 0: the file limit (raised to its hard limit) less 256.
+    pub max_connections: u32,
+    /// Connections open at once from one address; 0 for no cap (behind a
+    /// reverse proxy every sender has the proxy's address).
+    pub max_connections_per_peer: u32,
+    /// Long polls (`wait=`) waiting at once; past it `wait` gets 503.
+    pub max_long_polls: u32,
+    /// Push body bytes buffered at once before their sender is known to be
+    /// authentic (signature schemes, `auth = none`), host-wide.
+    pub unauthenticated_bytes: u64,
+    /// The same, from one address; 0 for no per-address cap.
+    pub unauthenticated_bytes_per_peer: u64,
 }
 
 impl Default for Limits {
@@ -146,6 +174,11 @@ impl Default for Limits {
             pull_workers: 8,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
+            max_connections: 0,
+            max_connections_per_peer: 512,
+            max_long_polls: 4096,
+            unauthenticated_bytes: 256 << 20,
+            unauthenticated_bytes_per_peer: 16 << 20,
         }
     }
 }
@@ -219,6 +252,38 @@ impl HostConfig {
         }
         if self.limits.pull_workers == 0 {
             return Err(ConfigError::invalid(path, "limits.pull_workers", fix));
+        }
+        if self.limits.max_long_polls == 0 {
+            return Err(ConfigError::invalid(path, "limits.max_long_polls", fix));
+        }
+        // A budget smaller than one body would refuse that body for ever.
+        let body = self.limits.max_body_bytes;
+        for (key, budget, zero_means_off) in [
+            (
+                "limits.unauthenticated_bytes",
+                self.limits.unauthenticated_bytes,
+                false,
+            ),
+            (
+                "limits.unauthenticated_bytes_per_peer",
+                self.limits.unauthenticated_bytes_per_peer,
+                true,
+            ),
+        ] {
+            if budget < body && !(zero_means_off && budget == 0) {
+                return Err(ConfigError::invalid(
+                    path,
+                    key,
+                    format!(
+                        "{budget} is less than limits.max_body_bytes ({body}): one body must fit{}",
+                        if zero_means_off {
+                            " (or 0 for no per-address cap)"
+                        } else {
+                            ""
+                        }
+                    ),
+                ));
+            }
         }
         if self.sandbox.memory_mb == 0 || self.sandbox.memory_mb > 4096 {
             return Err(ConfigError::invalid(

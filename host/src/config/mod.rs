@@ -6,6 +6,7 @@
 mod duration;
 mod host;
 mod manifest;
+mod secret;
 
 pub use duration::parse_duration;
 pub use host::{HostConfig, Limits, SandboxDefaults, StoreConfig, StoreKind};
@@ -14,6 +15,7 @@ pub use manifest::{
     AuthConfig, AuthScheme, Inject, Manifest, PullSection, PushSection, RateLimit, Retry,
     SandboxSection, SecretSource, SignatureEncoding, StreamSection, parse_cron,
 };
+pub use secret::{MAX_SECRET_FILE, Secret, SecretError, SecretRef};
 
 use std::path::{Path, PathBuf};
 

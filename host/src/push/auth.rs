@@ -4,7 +4,9 @@
 //! may be configured at once (rotation) and any one of them is accepted.
 //! A failure never says which part failed.
 
-use crate::config::{AuthConfig, AuthScheme, ConfigError, SecretSource, SignatureEncoding};
+use crate::config::{
+    AuthConfig, AuthScheme, ConfigError, SecretRef, SecretSource, SignatureEncoding,
+};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, Mac};
@@ -59,44 +61,22 @@ fn read_secrets(
     env: Option<&SecretSource>,
     file: Option<&SecretSource>,
 ) -> Result<Vec<Vec<u8>>, ConfigError> {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let refs = env
+        .into_iter()
+        .flat_map(|e| e.names())
+        .map(|var| (format!("{key}_env"), SecretRef::Env(var.to_string())))
+        .chain(
+            file.into_iter()
+                .flat_map(|f| f.names())
+                .map(|name| (format!("{key}_file"), SecretRef::File(name.into()))),
+        );
     let mut out = Vec::new();
-    if let Some(env) = env {
-        for var in env.names() {
-            match std::env::var(var) {
-                Ok(v) if !v.is_empty() => out.push(v.into_bytes()),
-                _ => {
-                    return Err(ConfigError::invalid(
-                        path,
-                        &format!("push.auth.{key}_env"),
-                        format!(
-                            "environment variable {var} is not set (or empty); export it before starting inlet, or use `{key}_file`"
-                        ),
-                    ));
-                }
-            }
-        }
-    }
-    if let Some(file) = file {
-        for name in file.names() {
-            // Relative paths are relative to the manifest's directory.
-            let file_path = path.parent().unwrap_or(Path::new(".")).join(name);
-            let text = std::fs::read_to_string(&file_path).map_err(|e| {
-                ConfigError::invalid(
-                    path,
-                    &format!("push.auth.{key}_file"),
-                    format!("cannot read {name}: {e}"),
-                )
-            })?;
-            let text = text.trim_end_matches(['\n', '\r']);
-            if text.is_empty() {
-                return Err(ConfigError::invalid(
-                    path,
-                    &format!("push.auth.{key}_file"),
-                    format!("{name} is empty"),
-                ));
-            }
-            out.push(text.as_bytes().to_vec());
-        }
+    for (field, secret) in refs {
+        let value = secret.read(base).map_err(|e| {
+            ConfigError::invalid(path, &format!("push.auth.{field}"), e.to_string())
+        })?;
+        out.push(value.into_bytes());
     }
     if out.is_empty() {
         return Err(ConfigError::invalid(
@@ -207,6 +187,30 @@ impl Verifier {
                 }
             }
         })
+    }
+
+    /// Whether the sender is authenticated by its headers alone (checked
+    /// before the body is read), as opposed to a signature over the body or
+    /// no authentication at all.
+    pub fn authenticates_by_headers(&self) -> bool {
+        matches!(self, Verifier::Bearer(_))
+    }
+
+    /// Whether a request header carries credentials, which the connector
+    /// never receives: `Authorization`, `Proxy-Authorization`, `Cookie`,
+    /// and the header this scheme reads its signature from.
+    pub fn is_credential(&self, name: &http::HeaderName) -> bool {
+        use http::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION};
+        if name == AUTHORIZATION || name == PROXY_AUTHORIZATION || name == COOKIE {
+            return true;
+        }
+        match self {
+            Verifier::None | Verifier::Bearer(_) => false,
+            Verifier::Hmac { header, .. } => name == header,
+            Verifier::Github(_) => name == "x-hub-signature-256" || name == "x-hub-signature",
+            Verifier::Stripe { .. } => name == "stripe-signature",
+            Verifier::StandardWebhooks { .. } => name == "webhook-signature",
+        }
     }
 
     /// Whether the request is authentic.

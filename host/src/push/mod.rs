@@ -73,22 +73,49 @@ async fn handle_inner(
     if let Some(wait) = state.quarantined(&connector.sandbox) {
         return rejected(quarantined(source, wait));
     }
-    let Ok(_global) = host.push_slots.clone().try_acquire_owned() else {
-        return rejected(reply::overloaded(
-            "the host has too many push requests in flight",
-        ));
-    };
+    let peer = req
+        .extensions()
+        .get::<crate::host::Peer>()
+        .map(|p| p.0.ip())
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
     let (parts, body) = req.into_parts();
     let max = host.config.limits.max_body_bytes;
-    if let Some(len) = parts
+    let declared = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > max
-    {
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max) {
         return rejected(too_large(max));
     }
+    let verifier = &connector.push.verifier;
+    // A bearer token is checked before the body is read. Any other body is
+    // buffered, until its signature is checked, only within the sender
+    // address's share of the unauthenticated-bytes budget: slow anonymous
+    // bodies exhaust their own address's share, nobody else's.
+    let unauthenticated = if verifier.authenticates_by_headers() {
+        if !verifier.verify(&parts.headers, &[]) {
+            return rejected(unauthorized());
+        }
+        None
+    } else {
+        match host
+            .admission
+            .unauthenticated(peer, declared.unwrap_or(max).max(1))
+        {
+            Ok(grant) => Some(grant),
+            Err(why) => {
+                return rejected(reply::overloaded(match why {
+                    crate::conns::Refused::Peer => {
+                        "too many unauthenticated request bytes in flight from this address"
+                    }
+                    crate::conns::Refused::Total => {
+                        "too many unauthenticated request bytes in flight"
+                    }
+                }));
+            }
+        }
+    };
     let body = match tokio::time::timeout(
         host.config.limits.body_read_timeout,
         http_body_util::Limited::new(body, max as usize).collect(),
@@ -115,15 +142,18 @@ async fn handle_inner(
         }
     };
 
-    if !connector.push.verifier.verify(&parts.headers, &body) {
-        return rejected(reply::error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "the request could not be authenticated",
-        ));
+    if !verifier.verify(&parts.headers, &body) {
+        return rejected(unauthorized());
     }
-    // The source's own slots and tokens are spent only on authentic
-    // requests, so anonymous traffic cannot starve the real sender.
+    drop(unauthenticated);
+    // Push slots (host-wide and the source's own) and rate tokens are spent
+    // only on authentic requests whose body has arrived, so anonymous or
+    // slow traffic cannot starve the real sender.
+    let Ok(_global) = host.push_slots.clone().try_acquire_owned() else {
+        return rejected(reply::overloaded(
+            "the host has too many push requests in flight",
+        ));
+    };
     let Some(_local) = connector.push.try_slot() else {
         return rejected(reply::overloaded(&format!(
             "source `{source}` has too many push requests in flight"
@@ -134,8 +164,18 @@ async fn handle_inner(
     }
 
     let key = connector.push.idempotency_key(&parts.headers);
+    // The key is claimed before it is looked up: a retry that arrives while
+    // the original is still being stored (its group not yet flushed) gets
+    // 409, never an answer from a write that is not durable yet.
     let _claim = match &key {
         Some(key) => {
+            let Some(claim) = state.claim_key(key) else {
+                return rejected(reply::error(
+                    StatusCode::CONFLICT,
+                    "in_flight",
+                    "a request with the same idempotency key is being processed; retry later",
+                ));
+            };
             match host.store.idempotency(source, key).await {
                 Ok(Some(record)) => {
                     Counters::add(&state.counters.push_duplicate, 1);
@@ -144,16 +184,7 @@ async fn handle_inner(
                 Ok(None) => {}
                 Err(err) => return reply::store_failed(&err),
             }
-            match state.claim_key(key) {
-                Some(claim) => Some(claim),
-                None => {
-                    return rejected(reply::error(
-                        StatusCode::CONFLICT,
-                        "in_flight",
-                        "a request with the same idempotency key is being processed; retry later",
-                    ));
-                }
-            }
+            Some(claim)
         }
         None => None,
     };
@@ -162,7 +193,10 @@ async fn handle_inner(
         method: parts.method.to_string(),
         path: rest.to_string(),
         query: parts.uri.query().unwrap_or("").to_string(),
-        headers: header_pairs(&parts.headers),
+        // Credentials stay with the host that checked them.
+        headers: header_pairs(&parts.headers, |name| {
+            !connector.push.verifier.is_credential(name)
+        }),
         body: body.to_vec(),
     };
     let received_ms = now_ms();
@@ -171,7 +205,13 @@ async fn handle_inner(
         .runtime()
         .on_push(&connector.code, &connector.sandbox, request)
         .await;
-    state.record_call(&connector.sandbox, &outcome);
+    match &outcome {
+        // Too much output from one request is the request's doing (10,001
+        // objects in one array): the sender gets 422, and the connector's
+        // failure streak is not touched.
+        Err(err @ CallError::Output(_)) => state.count_failure(err),
+        _ => state.record_call(&connector.sandbox, &outcome),
+    }
     let result = match outcome {
         Ok(r) => r,
         Err(err) => {
@@ -230,6 +270,14 @@ async fn handle_inner(
         }
         Err(err) => reply::store_failed(&err),
     }
+}
+
+fn unauthorized() -> Resp {
+    reply::error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "the request could not be authenticated",
+    )
 }
 
 fn too_large(max: u64) -> Resp {
@@ -333,6 +381,31 @@ fn call_failed(source: &str, state: &crate::registry::SourceState, err: CallErro
             Counters::add(&counters.push_rejected, 1);
             reply::overloaded("no connector instance slot is free")
         }
+        CallError::Output(limit) => {
+            Counters::add(&counters.push_rejected, 1);
+            reply::error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "too_many_events",
+                &format!(
+                    "the request makes more than one push may store ({limit}); send fewer or smaller items per request"
+                ),
+            )
+        }
+        err @ CallError::SourceTimeout { .. } => {
+            Counters::add(&counters.push_rejected, 1);
+            tracing::warn!(connector = %source, class = err.class(), error = %err, "Push call timed out waiting on its source.");
+            state.set_error(Some(format!("on-push {err}")));
+            let mut r = reply::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                &err.public_message(),
+            );
+            r.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            );
+            r
+        }
         other => {
             Counters::add(&counters.push_failed, 1);
             tracing::warn!(connector = %source, class = other.class(), error = %other, "Push call failed.");
@@ -350,9 +423,13 @@ fn call_failed(source: &str, state: &crate::registry::SourceState, err: CallErro
     }
 }
 
-fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+fn header_pairs(
+    headers: &HeaderMap,
+    keep: impl Fn(&http::HeaderName) -> bool,
+) -> Vec<(String, String)> {
     headers
         .iter()
+        .filter(|(k, _)| keep(k))
         .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
         .collect()
 }

@@ -12,6 +12,7 @@
 //! version. [`watch`] runs `scan` when the plugins directory changes;
 //! `POST /v1/reload` and SIGHUP run it through [`rescan`].
 
+mod files;
 mod source;
 mod watch;
 
@@ -159,32 +160,20 @@ impl Registry {
     /// names whose loaded version changed.
     pub async fn scan(&self) -> Vec<String> {
         let _guard = self.scan_lock.lock().await;
-        let dir = &self.config.plugins_dir;
-        let mut found = Vec::new();
-        match std::fs::read_dir(dir) {
-            Ok(entries) => {
-                for entry in entries.flatten() {
-                    let path = entry.path();
-                    if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
-                        continue;
-                    }
-                    let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
-                        continue;
-                    };
-                    if stem.starts_with('.') {
-                        continue;
-                    }
-                    if !valid_source_name(stem) {
-                        tracing::warn!(file = %path.display(), "Ignoring a connector file whose name is not a valid source name (letters, digits, `-` and `_`, at most 64).");
-                        continue;
-                    }
-                    found.push(stem.to_string());
-                }
-            }
+        // Listed on the blocking pool, like every file read of the scan.
+        let dir = self.config.plugins_dir.clone();
+        let listed = tokio::task::spawn_blocking(move || list_components(&dir))
+            .await
+            .unwrap_or_else(|e| Err(format!("listing task failed: {e}")));
+        // A directory that cannot be listed is not an empty one: unloading
+        // every connector on a transient error would be an outage.
+        let mut found = match listed {
+            Ok(found) => found,
             Err(err) => {
-                tracing::warn!(dir = %dir.display(), error = %err, "Cannot read the plugins directory.");
+                tracing::warn!(dir = %self.config.plugins_dir.display(), error = %err, "Cannot list the plugins directory; nothing is loaded or unloaded until it can be.");
+                return Vec::new();
             }
-        }
+        };
         found.sort();
         let mut changed = Vec::new();
         for name in &found {
@@ -225,41 +214,85 @@ impl Registry {
     async fn load_if_changed(&self, name: &str) -> bool {
         let wasm_path = self.config.plugins_dir.join(format!("{name}.wasm"));
         let manifest_path = self.config.plugins_dir.join(format!("{name}.toml"));
-        let bytes = match std::fs::read(&wasm_path) {
-            Ok(b) => b,
+        // Known from now on: status shows it while it loads (or why not).
+        let state = self.source(name);
+        // Off the async workers: the files are whatever was dropped there.
+        let (wasm, manifest) = {
+            let (wasm_path, manifest_path) = (wasm_path.clone(), manifest_path.clone());
+            match tokio::task::spawn_blocking(move || {
+                (
+                    files::read_regular(&wasm_path, files::MAX_COMPONENT_BYTES),
+                    files::read_manifest(&manifest_path),
+                )
+            })
+            .await
+            {
+                Ok(read) => read,
+                Err(e) => (Err(format!("reading the files failed: {e}")), Ok(None)),
+            }
+        };
+        let bytes = match wasm {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                // Removed since the directory was listed: the next scan
+                // unloads it.
+                return false;
+            }
             Err(err) => {
-                self.source(name)
-                    .set_error(Some(format!("{}: cannot read: {err}", wasm_path.display())));
+                tracing::error!(connector = %name, error = %err, "Connector file cannot be read.");
+                state.set_error(Some(err));
                 return false;
             }
         };
-        let manifest_text = std::fs::read_to_string(&manifest_path).ok();
+        // A manifest that exists but cannot be used refuses the load (or
+        // keeps the version serving): it never means the defaults, which
+        // include `auth = none`.
+        let manifest_text = match manifest {
+            Ok(text) => text,
+            Err(err) => {
+                let serving = self.get(name).is_some();
+                let err = if serving {
+                    format!("{err}; the previous version stays in force")
+                } else {
+                    format!("{err}; {name} is not loaded until its manifest can be read")
+                };
+                tracing::error!(connector = %name, error = %err, "Connector manifest cannot be used.");
+                state.set_error(Some(err));
+                return false;
+            }
+        };
+        if manifest_text.is_none() && self.config.require_manifest {
+            let err = format!(
+                "{}: missing, and inlet.toml sets `require_manifest = true`; {name}.wasm is not loaded without it",
+                manifest_path.display()
+            );
+            tracing::error!(connector = %name, "{err}");
+            state.set_error(Some(err));
+            return false;
+        }
         let hash = hex::encode(Sha256::digest(&bytes));
         if let Some(current) = self.get(name) {
             let same_manifest = match (&current.manifest_path, &manifest_text) {
                 (None, None) => true,
-                (Some(_), Some(text)) => *text == self.source(name).manifest_text(),
+                (Some(_), Some(text)) => *text == state.manifest_text(),
                 _ => false,
             };
             if current.hash == hash && same_manifest {
                 return false;
             }
-            // A manifest that vanished or is empty is far more often a file
-            // caught mid-write than a wish for the defaults, and the
-            // defaults include `auth = none`: keep the version serving.
-            if current.manifest_path.is_some()
-                && manifest_text.as_deref().is_none_or(|t| t.trim().is_empty())
-            {
+            // A manifest that vanished is far more often a file caught
+            // mid-write than a wish for the defaults, and the defaults
+            // include `auth = none`: keep the version serving.
+            if current.manifest_path.is_some() && manifest_text.is_none() {
                 let err = format!(
                     "{}: missing or empty while {name}.wasm is loaded with a manifest; the previous manifest stays in force (write the settings you want, or remove {name}.wasm too)",
                     manifest_path.display()
                 );
                 tracing::warn!(connector = %name, "{err}");
-                self.source(name).set_error(Some(err));
+                state.set_error(Some(err));
                 return false;
             }
         }
-        let state = self.source(name);
         match self
             .load(
                 name,
@@ -382,4 +415,36 @@ impl Registry {
         }
         Ok(code)
     }
+}
+
+/// The source names of the `NAME.wasm` files in `dir` (dotfiles and names
+/// that are not valid source names skipped, the latter with a warning).
+fn list_components(dir: &Path) -> Result<Vec<String>, String> {
+    let mut found = Vec::new();
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            for entry in entries {
+                let entry = entry.map_err(|e| e.to_string())?;
+                let path = entry.path();
+                if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
+                    continue;
+                }
+                let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+                    continue;
+                };
+                if stem.starts_with('.') {
+                    continue;
+                }
+                if !valid_source_name(stem) {
+                    tracing::warn!(file = %path.display(), "Ignoring a connector file whose name is not a valid source name (letters, digits, `-` and `_`, at most 64).");
+                    continue;
+                }
+                found.push(stem.to_string());
+            }
+        }
+        // A directory that does not exist (yet) holds no connectors.
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err.to_string()),
+    }
+    Ok(found)
 }

@@ -14,7 +14,9 @@ use std::time::Duration;
 const MAX_QUARANTINE: Duration = Duration::from_secs(3600);
 
 /// Sandbox failure classes counted per source, in metric order.
-const FAILURE_CLASSES: [&str; 4] = ["trap", "deadline", "memory", "limit"];
+/// Failure classes counted per source: the first four are the connector's
+/// own (they count toward quarantine), `source_timeout` is its source's.
+const FAILURE_CLASSES: [&str; 5] = ["trap", "deadline", "memory", "limit", "source_timeout"];
 
 /// Counters shown in status and metrics.
 #[derive(Debug, Default)]
@@ -84,7 +86,7 @@ pub struct SourceState {
     in_flight_keys: Mutex<HashSet<String>>,
     partition_locks: Mutex<HashMap<Option<String>, Arc<tokio::sync::Mutex<()>>>>,
     /// Sandbox failures by class, in [`FAILURE_CLASSES`] order.
-    failures: [AtomicU64; 4],
+    failures: [AtomicU64; 5],
     quarantines: AtomicU64,
     quarantine: Mutex<Quarantine>,
     version_changed: tokio::sync::Notify,
@@ -126,6 +128,12 @@ impl SourceState {
         let err = match result {
             Err(e) if e.is_sandbox_failure() => e,
             Err(CallError::Overloaded) => return,
+            // A slow source is counted, but neither ends nor extends the
+            // connector's failure streak.
+            Err(e @ CallError::SourceTimeout { .. }) => {
+                self.count_failure(e);
+                return;
+            }
             _ => {
                 let mut q = self.quarantine.lock().expect("lock");
                 q.consecutive = 0;
@@ -133,9 +141,7 @@ impl SourceState {
                 return;
             }
         };
-        if let Some(i) = FAILURE_CLASSES.iter().position(|c| *c == err.class()) {
-            self.failures[i].fetch_add(1, Ordering::Relaxed);
-        }
+        self.count_failure(err);
         if sandbox.quarantine_after == 0 {
             return;
         }
@@ -175,6 +181,13 @@ impl SourceState {
         );
     }
 
+    /// Counts a failure by class without touching the failure streak.
+    pub fn count_failure(&self, err: &CallError) {
+        if let Some(i) = FAILURE_CLASSES.iter().position(|c| *c == err.class()) {
+            self.failures[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// How long `sandbox`'s connector stays quarantined, if it is; a
     /// quarantine of an earlier version does not count.
     pub fn quarantined(&self, sandbox: &Arc<Sandbox>) -> Option<Duration> {
@@ -211,7 +224,7 @@ impl SourceState {
     pub fn write_sandbox_metrics(out: &mut String, sources: &[(String, Arc<SourceState>)]) {
         let _ = writeln!(
             out,
-            "# HELP inlet_connector_failures_total Calls that failed in the sandbox, by class (trap, deadline, memory, limit).\n# TYPE inlet_connector_failures_total counter"
+            "# HELP inlet_connector_failures_total Calls that failed, by class: trap, deadline, memory and limit are the connector's own (they count toward quarantine); source_timeout is a source that did not answer in time.\n# TYPE inlet_connector_failures_total counter"
         );
         for (name, state) in sources {
             for (class, count) in FAILURE_CLASSES.iter().zip(&state.failures) {

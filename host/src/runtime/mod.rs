@@ -14,17 +14,20 @@ mod capability;
 mod sandbox;
 mod sql;
 mod state;
+mod wait;
 
 pub use cache::{ComponentCache, Origin, UNUSED_ENTRY_TTL};
 pub use capability::Import;
 pub use sandbox::Sandbox;
 pub use state::HostState;
+pub use wait::{MARGIN_FLOOR, MIN_SOURCE_DEADLINE};
 
 use crate::store::NewEvent;
 use bindings::{Plugin, PluginPre, types};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use wait::SourceWaits;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
@@ -112,15 +115,34 @@ pub enum CallError {
     /// The guest trapped (a panic, `unreachable`, a host bug).
     #[error("trapped: {0}")]
     Trap(String),
-    /// The call ran past its deadline (wasm or host calls).
+    /// The call ran past its deadline in the guest's own code (or blocked
+    /// on something other than its source, such as a timer).
     #[error("ran past its deadline of {0:?}")]
     Deadline(Duration),
+    /// The deadline expired while the guest waited on its source (a SQL
+    /// query, an outbound request): the source was slow, not the connector.
+    /// Retried like `unavailable`; never counts toward quarantine.
+    #[error(
+        "unavailable: the source did not answer within the deadline of {deadline:?} (waiting on {waiting_on})"
+    )]
+    SourceTimeout {
+        deadline: Duration,
+        waiting_on: String,
+    },
     /// The guest tried to grow its memory past the limit.
     #[error("exceeded its memory limit of {0} MiB")]
     Memory(usize),
-    /// The guest returned more than a call may.
+    /// The guest returned more than a call may, past what lifting its
+    /// result may cost (hostcall fuel: a million events, a 100 MB payload)
+    /// or in a host call's arguments: the connector's doing.
     #[error("returned too much: {0}")]
     Limit(String),
+    /// The call's events are over `max_events_per_call` or
+    /// `max_bytes_per_call`. On push that follows from the request (10,001
+    /// items in one array): the sender's doing, 422, no quarantine; on pull
+    /// the connector's.
+    #[error("returned too much: {0}")]
+    Output(String),
     /// No instance slot was free.
     #[error("no instance slot is free; the host is overloaded")]
     Overloaded,
@@ -134,10 +156,13 @@ impl CallError {
             CallError::Connector(_) => "the connector returned an error".to_string(),
             CallError::Trap(_) => "the connector trapped".to_string(),
             CallError::Deadline(d) => format!("the connector ran past its deadline of {d:?}"),
+            CallError::SourceTimeout { deadline, .. } => {
+                format!("the connector's source did not answer within {deadline:?}")
+            }
             CallError::Memory(mb) => {
                 format!("the connector exceeded its memory limit of {mb} MiB")
             }
-            CallError::Limit(_) => {
+            CallError::Limit(_) | CallError::Output(_) => {
                 "the connector returned more than its per-call limits allow".to_string()
             }
             CallError::Overloaded => "no connector instance slot is free".to_string(),
@@ -153,6 +178,7 @@ impl CallError {
                 | CallError::Deadline(_)
                 | CallError::Memory(_)
                 | CallError::Limit(_)
+                | CallError::Output(_)
         )
     }
 
@@ -162,8 +188,9 @@ impl CallError {
             CallError::Connector(_) => "connector_error",
             CallError::Trap(_) => "trap",
             CallError::Deadline(_) => "deadline",
+            CallError::SourceTimeout { .. } => "source_timeout",
             CallError::Memory(_) => "memory",
-            CallError::Limit(_) => "limit",
+            CallError::Limit(_) | CallError::Output(_) => "limit",
             CallError::Overloaded => "overloaded",
         }
     }
@@ -387,14 +414,17 @@ impl Runtime {
         code: &Code,
         sandbox: &Arc<Sandbox>,
         deadline: Duration,
+        waits: &Arc<SourceWaits>,
     ) -> Result<(Store<HostState>, Plugin), CallError> {
-        let mut store = Store::new(&self.engine, HostState::new(sandbox.clone()));
+        let started = Instant::now();
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(sandbox.clone(), started + deadline, waits.clone()),
+        );
         store.limiter(|s| &mut s.limits);
         // Bounds what wasmtime copies out of the guest in one call (results
         // and host-call arguments) before anything is allocated on the host.
         store.set_hostcall_fuel(hostcall_fuel(sandbox));
-        let started = Instant::now();
-        store.data_mut().deadline = Some(started + deadline);
         if self.epoch {
             store.set_epoch_deadline(1);
         }
@@ -427,8 +457,8 @@ impl Runtime {
         sandbox: &Arc<Sandbox>,
     ) -> Result<Descriptor, CallError> {
         let deadline = sandbox.push_deadline.max(Duration::from_secs(5));
-        self.with_deadline(deadline, async {
-            let (mut store, plugin) = self.instantiate(code, sandbox, deadline).await?;
+        self.with_deadline(deadline, async |waits| {
+            let (mut store, plugin) = self.instantiate(code, sandbox, deadline, waits).await?;
             let d = plugin
                 .inlet_connector_connector()
                 .call_describe(&mut store)
@@ -453,8 +483,8 @@ impl Runtime {
         sandbox: &Arc<Sandbox>,
     ) -> Result<Vec<String>, CallError> {
         let deadline = sandbox.pull_deadline;
-        self.with_deadline(deadline, async {
-            let (mut store, plugin) = self.instantiate(code, sandbox, deadline).await?;
+        self.with_deadline(deadline, async |waits| {
+            let (mut store, plugin) = self.instantiate(code, sandbox, deadline, waits).await?;
             let r = plugin
                 .inlet_connector_connector()
                 .call_partitions(&mut store)
@@ -473,8 +503,8 @@ impl Runtime {
         req: PushRequest,
     ) -> Result<PushResult, CallError> {
         let deadline = sandbox.push_deadline;
-        self.with_deadline(deadline, async {
-            let (mut store, plugin) = self.instantiate(code, sandbox, deadline).await?;
+        self.with_deadline(deadline, async |waits| {
+            let (mut store, plugin) = self.instantiate(code, sandbox, deadline, waits).await?;
             let req = types::HttpRequest {
                 method: req.method,
                 path: req.path,
@@ -510,8 +540,8 @@ impl Runtime {
         partition: Option<String>,
     ) -> Result<PullResult, CallError> {
         let deadline = sandbox.pull_deadline;
-        self.with_deadline(deadline, async {
-            let (mut store, plugin) = self.instantiate(code, sandbox, deadline).await?;
+        self.with_deadline(deadline, async |waits| {
+            let (mut store, plugin) = self.instantiate(code, sandbox, deadline, waits).await?;
             let r = plugin
                 .inlet_connector_connector()
                 .call_pull(&mut store, since.as_deref(), partition.as_deref())
@@ -527,16 +557,30 @@ impl Runtime {
         .await
     }
 
+    /// Runs `call` within `deadline`. A small grace lets the epoch trap
+    /// fire first when the guest is computing; the timeout catches a guest
+    /// blocked in a host call, and the call's [`SourceWaits`] tell whether
+    /// that call was waiting on the source (the source's fault) or on
+    /// anything else (the connector's).
     async fn with_deadline<T>(
         &self,
         deadline: Duration,
-        call: impl Future<Output = Result<T, CallError>>,
+        call: impl AsyncFnOnce(&Arc<SourceWaits>) -> Result<T, CallError>,
     ) -> Result<T, CallError> {
-        // A small grace lets the epoch trap fire first when the guest is
-        // computing; the timeout catches a guest blocked in a host call.
-        match tokio::time::timeout(deadline + EPOCH_TICK * 5, call).await {
+        let waits = Arc::new(SourceWaits::default());
+        // Pinned here, not inside the timeout, so that the call (and the
+        // waits it holds) is still alive when the timeout is judged.
+        let call = call(&waits);
+        let mut call = std::pin::pin!(call);
+        match tokio::time::timeout(deadline + EPOCH_TICK * 5, call.as_mut()).await {
             Ok(r) => r,
-            Err(_) => Err(CallError::Deadline(deadline)),
+            Err(_) => Err(match waits.waiting_on() {
+                Some(waiting_on) => CallError::SourceTimeout {
+                    deadline,
+                    waiting_on,
+                },
+                None => CallError::Deadline(deadline),
+            }),
         }
     }
 }
@@ -565,7 +609,7 @@ fn convert_events(
     sandbox: &Sandbox,
 ) -> Result<Vec<NewEvent>, CallError> {
     if events.len() > sandbox.max_events_per_call as usize {
-        return Err(CallError::Limit(format!(
+        return Err(CallError::Output(format!(
             "{} events in one call; the limit is {}",
             events.len(),
             sandbox.max_events_per_call
@@ -573,7 +617,7 @@ fn convert_events(
     }
     let bytes: u64 = events.iter().map(|e| e.payload.len() as u64).sum();
     if bytes > sandbox.max_bytes_per_call {
-        return Err(CallError::Limit(format!(
+        return Err(CallError::Output(format!(
             "{bytes} payload bytes in one call; the limit is {}",
             sandbox.max_bytes_per_call
         )));
@@ -617,7 +661,7 @@ fn classify(
     }
     if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
         return match trap {
-            wasmtime::Trap::Interrupt => CallError::Deadline(deadline),
+            wasmtime::Trap::Interrupt => overrun(&store.data().waits, deadline),
             other => CallError::Trap(other.to_string()),
         };
     }
@@ -641,6 +685,21 @@ fn classify(
     let text = format!("{err}");
     tracing::debug!(connector = %sandbox.name, error = ?err, "Call failed.");
     CallError::Trap(text.lines().next().unwrap_or("unknown error").to_string())
+}
+
+/// Whose fault a deadline overrun in the guest's own code is: the
+/// connector's, unless its source answered so late that less than the
+/// call's margin was left to use the answer (a wait ended within the margin
+/// before the interrupt). A guest that computes past its deadline after a
+/// timely answer is the connector's failure however long it waited.
+fn overrun(waits: &SourceWaits, deadline: Duration) -> CallError {
+    match waits.ended_within(wait::margin(deadline) + EPOCH_TICK) {
+        Some(waiting_on) => CallError::SourceTimeout {
+            deadline,
+            waiting_on,
+        },
+        None => CallError::Deadline(deadline),
+    }
 }
 
 impl From<types::Error> for ConnectorError {

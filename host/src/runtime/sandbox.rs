@@ -1,7 +1,7 @@
 //! What one connector may do: memory, deadlines, output caps, and the
 //! outbound hosts it may reach with the headers the host adds for it.
 
-use crate::config::{ConfigError, Manifest, SandboxDefaults};
+use crate::config::{ConfigError, Manifest, SandboxDefaults, SecretRef};
 use http::{HeaderName, HeaderValue};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -123,31 +123,19 @@ impl Sandbox {
                     ),
                 ));
             }
-            let secret = match (&spec.value_env, &spec.value_file) {
-                (Some(var), _) => std::env::var(var).map_err(|_| {
-                    ConfigError::invalid(
-                        manifest_path,
-                        &format!("{key}.value_env"),
-                        format!(
-                            "environment variable {var} is not set; export it before starting inlet"
-                        ),
-                    )
-                })?,
-                (None, Some(file)) => std::fs::read_to_string(
-                    manifest_path.parent().unwrap_or(Path::new(".")).join(file),
-                )
-                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-                .map_err(|e| {
-                    ConfigError::invalid(
-                        manifest_path,
-                        &format!("{key}.value_file"),
-                        format!("cannot read {}: {e}", file.display()),
-                    )
-                })?,
+            let (field, source) = match (&spec.value_env, &spec.value_file) {
+                (Some(var), _) => ("value_env", SecretRef::Env(var.clone())),
+                (None, Some(file)) => ("value_file", SecretRef::File(file.clone())),
                 (None, None) => unreachable!("validated by Manifest::parse"),
             };
+            let secret = source
+                .read(manifest_path.parent().unwrap_or(Path::new(".")))
+                .map_err(|e| {
+                    ConfigError::invalid(manifest_path, &format!("{key}.{field}"), e.to_string())
+                })?;
+            let secret = secret.expose();
             let value =
-                HeaderValue::from_str(&spec.format.replace("{}", &secret)).map_err(|_| {
+                HeaderValue::from_str(&spec.format.replace("{}", secret)).map_err(|_| {
                     ConfigError::invalid(
                         manifest_path,
                         &key,
@@ -160,12 +148,36 @@ impl Sandbox {
                 .expect("validated by Manifest::parse");
             inject.push((pattern, header, value));
         }
+        let push_deadline = s.push_deadline.unwrap_or(defaults.push_deadline);
+        let pull_deadline = s.pull_deadline.unwrap_or(defaults.pull_deadline);
+        // A connector that waits on a source needs room for the source and
+        // the margin its waits leave before the deadline (runtime/wait.rs).
+        if !allowed.is_empty() || !s.sql.is_empty() {
+            for (key, deadline) in [
+                ("sandbox.push_deadline", push_deadline),
+                ("sandbox.pull_deadline", pull_deadline),
+            ] {
+                if deadline < super::MIN_SOURCE_DEADLINE {
+                    return Err(ConfigError::invalid(
+                        manifest_path,
+                        key,
+                        format!(
+                            "{deadline:?} is too short for a connector that calls a source \
+                             (`allowed_hosts` or `[sandbox.sql]`): a source wait ends at least \
+                             {:?} before the deadline, so the deadline must be at least {:?}",
+                            super::MARGIN_FLOOR,
+                            super::MIN_SOURCE_DEADLINE
+                        ),
+                    ));
+                }
+            }
+        }
         Ok(Sandbox {
             name: Arc::from(name),
             config: manifest.config.clone(),
             memory_bytes: (s.memory_mb.unwrap_or(defaults.memory_mb) as usize) << 20,
-            push_deadline: s.push_deadline.unwrap_or(defaults.push_deadline),
-            pull_deadline: s.pull_deadline.unwrap_or(defaults.pull_deadline),
+            push_deadline,
+            pull_deadline,
             max_events_per_call: s
                 .max_events_per_call
                 .unwrap_or(defaults.max_events_per_call),

@@ -16,7 +16,8 @@
 
 use super::bindings::{sql as wit, types};
 use super::state::HostState;
-use crate::config::{ConfigError, SandboxSection};
+use super::wait::source_budget;
+use crate::config::{ConfigError, SandboxSection, SecretRef};
 use bytes::{BufMut, BytesMut};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod};
 use futures::TryStreamExt;
@@ -67,35 +68,21 @@ impl SqlConnection {
         let mut out = BTreeMap::new();
         for (name, spec) in &section.sql {
             let key = format!("sandbox.sql.{name}");
-            let (url, url_key) = match (&spec.url_env, &spec.url_file) {
-                (Some(var), _) => (
-                    std::env::var(var).map_err(|_| {
-                        ConfigError::invalid(
-                            manifest_path,
-                            &format!("{key}.url_env"),
-                            format!(
-                                "environment variable {var} is not set; export it (a postgres:// URL) before starting inlet"
-                            ),
-                        )
-                    })?,
-                    format!("{key}.url_env"),
-                ),
-                (None, Some(file)) => (
-                    std::fs::read_to_string(
-                        manifest_path.parent().unwrap_or(Path::new(".")).join(file),
-                    )
-                    .map(|s| s.trim().to_string())
-                    .map_err(|e| {
-                        ConfigError::invalid(
-                            manifest_path,
-                            &format!("{key}.url_file"),
-                            format!("cannot read {}: {e}", file.display()),
-                        )
-                    })?,
-                    format!("{key}.url_file"),
-                ),
+            let (url_key, source) = match (&spec.url_env, &spec.url_file) {
+                (Some(var), _) => (format!("{key}.url_env"), SecretRef::Env(var.clone())),
+                (None, Some(file)) => (format!("{key}.url_file"), SecretRef::File(file.clone())),
                 (None, None) => unreachable!("validated by Manifest::parse"),
             };
+            let url = source
+                .read(manifest_path.parent().unwrap_or(Path::new(".")))
+                .map_err(|e| {
+                    ConfigError::invalid(
+                        manifest_path,
+                        &url_key,
+                        format!("{e} (a postgres:// URL)"),
+                    )
+                })?;
+            let url = url.expose();
             let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
                 ConfigError::invalid(
                     manifest_path,
@@ -141,8 +128,7 @@ impl SqlConnection {
         params: Vec<wit::Value>,
         deadline: Instant,
     ) -> Result<wit::Rows, types::Error> {
-        let left = || deadline.saturating_duration_since(Instant::now());
-        let mut client = tokio::time::timeout(left(), self.pool.get())
+        let mut client = tokio::time::timeout(source_budget(deadline), self.pool.get())
             .await
             .map_err(|_| {
                 self.unavailable("no database connection became free before the call's deadline")
@@ -154,9 +140,10 @@ impl SqlConnection {
             .start()
             .await
             .map_err(|e| self.db_error(e))?;
-        // What is left of the deadline, less a margin for the round trips
-        // and for the guest to use the result.
-        let timeout_ms = left().as_millis() * 9 / 10;
+        // What is left of the deadline, less a margin (a tenth, at least
+        // 250 ms) for the cancel's round trip and for the guest to use the
+        // result, so a slow database ends as `unavailable` in time.
+        let timeout_ms = source_budget(deadline).as_millis();
         if timeout_ms < 10 {
             return Err(self.unavailable("the call's deadline leaves no time for a query"));
         }
@@ -279,11 +266,14 @@ impl wit::Host for HostState {
                 "no sql grant for connection `{connection}`"
             )));
         };
-        let deadline = self
-            .deadline
-            .unwrap_or_else(|| Instant::now() + self.sandbox.pull_deadline);
+        let deadline = self.deadline;
         let started = Instant::now();
+        // The statement timeout ends a slow query at the source budget; if
+        // even its answer is late, this ends the wait halfway through the
+        // margin, so the guest still has time to return `unavailable`.
         let left = deadline.saturating_duration_since(started);
+        let left = left.saturating_sub(super::wait::margin(left) / 2);
+        let _waiting = self.waits.enter(format!("sql connection `{connection}`"));
         let result =
             match tokio::time::timeout(left, conn.query(&statement, params, deadline)).await {
                 Ok(r) => r,

@@ -3,6 +3,7 @@
 
 use super::bindings::{host_api, types};
 use super::sandbox::Sandbox;
+use super::wait::{SourceWaits, source_budget};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,11 +22,17 @@ pub struct HostState {
     pub(crate) limits: MemoryLimit,
     pub(crate) sandbox: Arc<Sandbox>,
     /// When the current call must end; host calls (`sql`) fit inside it.
-    pub(crate) deadline: Option<std::time::Instant>,
+    pub(crate) deadline: std::time::Instant,
+    /// The host calls waiting on the source right now.
+    pub(crate) waits: Arc<SourceWaits>,
 }
 
 impl HostState {
-    pub(crate) fn new(sandbox: Arc<Sandbox>) -> Self {
+    pub(crate) fn new(
+        sandbox: Arc<Sandbox>,
+        deadline: std::time::Instant,
+        waits: Arc<SourceWaits>,
+    ) -> Self {
         let mut wasi = WasiCtx::builder();
         wasi.stdout(GuestOutput::new(sandbox.name.clone(), "stdout"))
             .stderr(GuestOutput::new(sandbox.name.clone(), "stderr"))
@@ -38,13 +45,16 @@ impl HostState {
             table: ResourceTable::new(),
             outbound: Outbound {
                 sandbox: sandbox.clone(),
+                deadline,
+                waits: waits.clone(),
             },
             limits: MemoryLimit {
                 max_bytes: sandbox.memory_bytes,
                 exhausted: Arc::new(AtomicBool::new(false)),
             },
             sandbox,
-            deadline: None,
+            deadline,
+            waits,
         }
     }
 }
@@ -136,9 +146,12 @@ impl wasmtime::ResourceLimiter for MemoryLimit {
     }
 }
 
-/// The wasi:http hooks: `allowed_hosts` and `[[sandbox.inject]]`.
+/// The wasi:http hooks: `allowed_hosts`, `[[sandbox.inject]]`, and
+/// timeouts that end a request before the call's deadline.
 struct Outbound {
     sandbox: Arc<Sandbox>,
+    deadline: std::time::Instant,
+    waits: Arc<SourceWaits>,
 }
 
 impl WasiHttpHooks for Outbound {
@@ -175,14 +188,81 @@ impl WasiHttpHooks for Outbound {
         for (name, value) in self.sandbox.injections_for(&host, port) {
             request.headers_mut().insert(name.clone(), value.clone());
         }
+        // The source gets what is left of the call less a margin, so that a
+        // slow source ends as a timeout the guest sees (and returns as
+        // `unavailable`) before the call's own deadline.
+        let budget = source_budget(self.deadline);
+        let mut options = options.unwrap_or_default();
+        for timeout in [
+            &mut options.connect_timeout,
+            &mut options.first_byte_timeout,
+            &mut options.between_bytes_timeout,
+        ] {
+            *timeout = Some(timeout.map_or(budget, |t| t.min(budget)));
+        }
+        let what = format!("{} {}", request.method(), request.uri());
+        let waits = self.waits.clone();
         Box::new(async move {
             use http_body_util::BodyExt;
-            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let head = waits.enter(what.clone());
+            let (res, io) =
+                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            drop(head);
             Ok((
-                res.map(BodyExt::boxed_unsync),
+                res.map(|body| WatchedBody::new(body, waits, what).boxed_unsync()),
                 Box::new(io) as Box<dyn Future<Output = _> + Send>,
             ))
         })
+    }
+}
+
+/// A response body that counts as a wait on the source while the guest is
+/// blocked reading it (its last poll was `Pending`).
+struct WatchedBody<B> {
+    inner: B,
+    waits: Arc<SourceWaits>,
+    what: String,
+    waiting: Option<super::wait::WaitGuard>,
+}
+
+impl<B> WatchedBody<B> {
+    fn new(inner: B, waits: Arc<SourceWaits>, what: String) -> Self {
+        WatchedBody {
+            inner,
+            waits,
+            what,
+            waiting: None,
+        }
+    }
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for WatchedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match polled {
+            Poll::Pending => {
+                if this.waiting.is_none() {
+                    this.waiting = Some(this.waits.enter(this.what.clone()));
+                }
+            }
+            Poll::Ready(_) => this.waiting = None,
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -29,8 +29,8 @@
 //! event's content) make the re-publish a no-op.
 
 use super::{
-    Checkpoint, CheckpointRead, Commit, CommitOutcome, PushRecord, Retention, Store, StoreError,
-    TrimOutcome, now_ms,
+    Checkpoint, CheckpointRead, Commit, CommitOutcome, CommitSignals, PushRecord, Retention, Store,
+    StoreError, TrimOutcome, now_ms,
 };
 use crate::config::StoreConfig;
 use async_nats::jetstream::{self, kv, stream};
@@ -89,7 +89,7 @@ struct Inner {
     /// Serializes lease writes (claims, renewals, releases): each write
     /// expects the revision the previous one produced.
     lease_ops: tokio::sync::Mutex<()>,
-    commits: watch::Sender<u64>,
+    commits: Arc<CommitSignals>,
     size: AtomicU64,
 }
 
@@ -191,11 +191,10 @@ impl JetStreamStore {
             })?;
         }
         let secret = |var: &str| {
-            std::env::var(var).map_err(|_| {
-                StoreError::Config(format!(
-                    "the environment variable {var} (named in [store]) is not set"
-                ))
-            })
+            crate::config::SecretRef::Env(var.to_string())
+                .read(std::path::Path::new("."))
+                .map(|s| s.expose().to_string())
+                .map_err(|e| StoreError::Config(format!("[store]: {e}")))
         };
         if let Some(var) = &config.token_env {
             options = options.token(secret(var)?);
@@ -246,7 +245,7 @@ impl JetStreamStore {
         .await?;
         let cursors = kv_bucket(&js, &bucket("cursors"), 1, Duration::ZERO, replicas).await?;
         let leases = kv_bucket(&js, &bucket("leases"), 1, config.lease_ttl, replicas).await?;
-        let (commits, _) = watch::channel(0);
+        let commits = Arc::new(CommitSignals::default());
         let inner = Arc::new(Inner {
             client,
             js,
@@ -622,9 +621,7 @@ async fn poll_ticks(inner: Weak<Inner>) {
     loop {
         tokio::time::sleep(POLL_TICK).await;
         let Some(inner) = inner.upgrade() else { return };
-        if inner.commits.receiver_count() > 0 {
-            inner.commits.send_modify(|n| *n += 1);
-        }
+        inner.commits.notify_waiting();
     }
 }
 
@@ -722,7 +719,7 @@ impl Store for JetStreamStore {
             let expected = commit.since.as_ref().map_or(0, |s| s.revision);
             set_checkpoint_cas(inner, source, partition.as_deref(), value, expected).await?;
         }
-        inner.commits.send_modify(|n| *n += 1);
+        inner.commits.notify(source);
         Ok(CommitOutcome::Stored { record, dropped })
     }
 
@@ -815,8 +812,8 @@ impl Store for JetStreamStore {
             .filter(|l| *l > 0))
     }
 
-    fn subscribe(&self) -> watch::Receiver<u64> {
-        self.inner.commits.subscribe()
+    fn subscribe(&self, source: &str) -> watch::Receiver<u64> {
+        self.inner.commits.subscribe(source)
     }
 
     async fn checkpoint(

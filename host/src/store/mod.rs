@@ -8,10 +8,12 @@
 
 mod envelope;
 mod jetstream;
+mod signals;
 mod sled_store;
 
 pub use envelope::{Mode, NewEvent};
 pub use jetstream::JetStreamStore;
+pub use signals::CommitSignals;
 pub use sled_store::SledStore;
 
 use async_trait::async_trait;
@@ -147,8 +149,9 @@ pub trait Store: Send + Sync + 'static {
     /// The highest offset stored for `source`.
     async fn last_offset(&self, source: &str) -> Result<Option<u64>, StoreError>;
 
-    /// A receiver that changes after every commit, for long polls.
-    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
+    /// A receiver that changes after every commit to `source` (and only
+    /// then, or on a store's own poll tick), for long polls.
+    fn subscribe(&self, source: &str) -> tokio::sync::watch::Receiver<u64>;
 
     async fn checkpoint(
         &self,

@@ -18,14 +18,14 @@
 
 use super::envelope::{line, received_ms};
 use super::{
-    Checkpoint, Commit, CommitOutcome, PushRecord, Retention, Store, StoreError, TrimOutcome,
-    now_ms,
+    Checkpoint, Commit, CommitOutcome, CommitSignals, PushRecord, Retention, Store, StoreError,
+    TrimOutcome, now_ms,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, oneshot, watch};
 
 const FORMAT_V1: u8 = 1;
@@ -58,7 +58,11 @@ pub struct SledStore {
     /// readers never see past it (everything found at open is durable).
     visible: Arc<std::sync::Mutex<HashMap<String, u64>>>,
     ops: mpsc::UnboundedSender<Op>,
-    commits: watch::Receiver<u64>,
+    commits: Arc<CommitSignals>,
+    /// Set by the writer when a write failed: from then on the in-memory
+    /// tree may hold what never reached the disk, so nothing answers from
+    /// it (idempotency, dedup) and `/readyz` fails until a restart.
+    failed: Arc<OnceLock<String>>,
     _writer: Arc<WriterHandle>,
 }
 
@@ -158,17 +162,18 @@ impl SledStore {
         let tree = db.open_tree("inlet").map_err(io)?;
         check_marker(dir, &db, &tree)?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let (commits_tx, commits) = watch::channel(0);
+        let commits = Arc::new(CommitSignals::default());
         let visible = Arc::new(std::sync::Mutex::new(HashMap::new()));
+        let failed = Arc::new(OnceLock::new());
         let writer = Writer {
             db: db.clone(),
             tree: tree.clone(),
             durable,
             flush_histogram,
-            failed: None,
+            failed: failed.clone(),
             visible: visible.clone(),
             next_offsets: HashMap::new(),
-            commits: commits_tx,
+            commits: commits.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("inlet-store-writer".into())
@@ -180,6 +185,7 @@ impl SledStore {
             visible,
             ops: tx,
             commits,
+            failed,
             _writer: Arc::new(WriterHandle(Some(handle))),
         })
     }
@@ -188,6 +194,7 @@ impl SledStore {
 #[async_trait]
 impl Store for SledStore {
     async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError> {
+        self.available()?;
         let (tx, rx) = oneshot::channel();
         self.ops
             .send(Op::Commit(commit, tx))
@@ -200,6 +207,9 @@ impl Store for SledStore {
         source: &str,
         key_: &str,
     ) -> Result<Option<PushRecord>, StoreError> {
+        // After a failed write the tree may hold a record that never
+        // reached the disk: no answer from it.
+        self.available()?;
         let Some(value) = self
             .tree
             .get(key(b'i', source, key_.as_bytes()))
@@ -259,11 +269,12 @@ impl Store for SledStore {
     }
 
     async fn last_offset(&self, source: &str) -> Result<Option<u64>, StoreError> {
+        self.available()?;
         last_offset(&self.tree, source)
     }
 
-    fn subscribe(&self) -> watch::Receiver<u64> {
-        self.commits.clone()
+    fn subscribe(&self, source: &str) -> watch::Receiver<u64> {
+        self.commits.subscribe(source)
     }
 
     async fn checkpoint(
@@ -324,11 +335,22 @@ impl Store for SledStore {
         self.db.size_on_disk().unwrap_or(0)
     }
 
+    fn available(&self) -> Result<(), StoreError> {
+        if let Some(reason) = self.failed.get() {
+            return Err(StoreError::Io(reason.clone()));
+        }
+        if self.ops.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        Ok(())
+    }
+
     async fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map(|_| ()).map_err(io)
     }
 
     async fn cursor(&self, source: &str, name: &str) -> Result<Option<u64>, StoreError> {
+        self.available()?;
         self.tree
             .get(key(b'u', source, name.as_bytes()))
             .map_err(io)?
@@ -337,6 +359,7 @@ impl Store for SledStore {
     }
 
     async fn cursors(&self, source: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        self.available()?;
         let prefix = key(b'u', source, &[]);
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(&prefix) {
@@ -534,13 +557,14 @@ struct Writer {
     tree: sled::Tree,
     durable: bool,
     flush_histogram: Option<prometheus_client::metrics::histogram::Histogram>,
-    /// Set after a failed flush: every later write is refused.
-    failed: Option<String>,
+    /// Set after a failed write or flush: every later write is refused,
+    /// and the store answers nothing from memory (shared with it).
+    failed: Arc<OnceLock<String>>,
     /// The highest durable offset per source, shared with readers.
     visible: Arc<std::sync::Mutex<HashMap<String, u64>>>,
     /// Next offset per source, loaded lazily from the journal.
     next_offsets: HashMap<String, u64>,
-    commits: watch::Sender<u64>,
+    commits: Arc<CommitSignals>,
 }
 
 /// What a group has written but not yet applied, so that two requests in
@@ -607,44 +631,44 @@ impl Writer {
                 visible.entry(source).or_insert(floor);
             }
         }
-        let applied = if let Some(reason) = &self.failed {
+        let applied = if let Some(reason) = self.failed.get() {
             Err(StoreError::Io(reason.clone()))
         } else {
-            match self.tree.apply_batch(batch).map_err(io) {
-                // Nothing was applied: the offsets handed out are free again.
-                Err(err) => {
-                    self.next_offsets = offsets_before;
-                    Err(err)
+            let written = self.tree.apply_batch(batch).map_err(io).and_then(|()| {
+                if !self.durable {
+                    return Ok(());
                 }
-                Ok(()) if !self.durable => Ok(()),
-                Ok(()) => {
-                    let started = std::time::Instant::now();
-                    let flushed = self.db.flush().map(|_| ()).map_err(io);
-                    if let Some(h) = &self.flush_histogram {
-                        h.observe(started.elapsed().as_secs_f64());
-                    }
-                    if let Err(err) = &flushed {
-                        // The batch is in the tree but maybe not on disk.
-                        // Going on could hand out offsets a crash would
-                        // reuse, so stop writing until a restart recovers
-                        // what really reached the disk.
-                        let reason = format!(
-                            "the store stopped accepting writes after a failed flush ({err}); restart inlet"
-                        );
-                        tracing::error!(error = %err, "Store flush failed; refusing further writes until restart.");
-                        self.failed = Some(reason);
-                    }
-                    flushed
+                let started = std::time::Instant::now();
+                let flushed = self.db.flush().map(|_| ()).map_err(io);
+                if let Some(h) = &self.flush_histogram {
+                    h.observe(started.elapsed().as_secs_f64());
                 }
+                flushed
+            });
+            if let Err(err) = &written {
+                // The batch may be in the tree but not on disk (or half in
+                // sled's memory, for a failed apply). Going on could hand
+                // out offsets a crash would reuse and answer retries from
+                // what was lost, so stop until a restart recovers what
+                // really reached the disk.
+                let reason = format!(
+                    "the store stopped accepting writes after a failed write ({err}); restart inlet"
+                );
+                tracing::error!(error = %err, "Store write failed; refusing further writes and lookups until restart.");
+                let _ = self.failed.set(reason);
+                self.next_offsets = offsets_before;
             }
+            written
         };
+        let mut grown = Vec::new();
         if let Err(err) = &applied {
             tracing::error!(error = %err, requests = group.len(), "Store commit failed; the requests are answered with an error.");
         } else {
             // Readers see offsets only once they are durable.
             let mut visible = self.visible.lock().expect("visible lock");
             for (source, last) in pending.visible.drain() {
-                visible.insert(source, last);
+                visible.insert(source.clone(), last);
+                grown.push(source);
             }
         }
         for (op, result) in group.into_iter().zip(results) {
@@ -661,8 +685,9 @@ impl Writer {
                 }
             }
         }
-        if applied.is_ok() {
-            self.commits.send_modify(|n| *n += 1);
+        // Long polls of the sources that grew, and only those, wake up.
+        for source in &grown {
+            self.commits.notify(source);
         }
     }
 
