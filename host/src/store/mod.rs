@@ -1,20 +1,30 @@
 //! Durable storage: per-source journals, dedup marks and checkpoints behind
 //! one trait, so a distributed implementation can replace the embedded one.
 //!
+//! The storage interface is split by what callers need: [`Journal`]
+//! (events, dedup, idempotency, retention), [`Checkpoints`], [`Cursors`]
+//! and [`PullLeases`]; [`Store`] is all four, the object the host holds.
+//!
 //! Every write is a [`Commit`]: the events of one push request or one pull
 //! batch, their dedup marks, the request's idempotency mark and the new
-//! checkpoint, applied atomically and flushed to disk before the call
-//! returns. Nothing is acknowledged before that.
+//! checkpoint. On sled a commit is one atomic batch, flushed to disk before
+//! the call returns. On JetStream its events are published one by one and
+//! the call returns once every publish is acknowledged (stored by the
+//! stream's replicas); the idempotency answer and the checkpoint are
+//! written after them, so a crash in between leaves events without the
+//! marks, and the retry or the next pull re-publishes them under the same
+//! msg-ids, which the stream drops (see `jetstream/mod.rs`). Nothing is
+//! acknowledged before the events are durable.
 
 mod envelope;
 mod jetstream;
 mod signals;
-mod sled_store;
+mod sled;
 
 pub use envelope::{Mode, NewEvent};
 pub use jetstream::JetStreamStore;
 pub use signals::CommitSignals;
-pub use sled_store::SledStore;
+pub use sled::SledStore;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -128,10 +138,20 @@ pub enum StoreError {
     Config(String),
 }
 
-/// Durable storage for events, dedup marks and checkpoints.
+/// Everything the host needs from storage, as one object: the journal,
+/// checkpoints, consumer cursors and pull leases. Implemented for any type
+/// that implements the four parts; callers name the part they use
+/// (`use crate::store::Journal as _`).
+pub trait Store: Journal + Checkpoints + Cursors + PullLeases {}
+
+impl<T: Journal + Checkpoints + Cursors + PullLeases> Store for T {}
+
+/// The per-source journal: events, their dedup marks and idempotency
+/// answers, long-poll signals and retention.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Applies `commit` atomically and returns once it is on disk.
+pub trait Journal: Send + Sync + 'static {
+    /// Applies `commit` atomically (see the store's docs for what that means
+    /// on a shared store) and returns once it is durable.
     async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError>;
 
     /// The remembered answer for an unexpired idempotency key, if any.
@@ -153,6 +173,31 @@ pub trait Store: Send + Sync + 'static {
     /// then, or on a store's own poll tick), for long polls.
     fn subscribe(&self, source: &str) -> tokio::sync::watch::Receiver<u64>;
 
+    /// Removes dedup marks that expired before `now_ms`; returns how many.
+    async fn collect_expired(&self, now_ms: u64) -> Result<usize, StoreError>;
+
+    /// Applies a retention policy to the journal of `source`, oldest first.
+    async fn trim(
+        &self,
+        source: &str,
+        policy: &Retention,
+        now_ms: u64,
+    ) -> Result<TrimOutcome, StoreError>;
+
+    /// Bytes on disk.
+    fn size_on_disk(&self) -> u64;
+
+    /// Whether the store can take writes now, cheaply (no I/O): `/readyz`
+    /// fails while it cannot, so a load balancer routes around this host.
+    fn available(&self) -> Result<(), StoreError>;
+
+    /// Flushes everything written so far to disk.
+    async fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// Pull checkpoints, per source and partition.
+#[async_trait]
+pub trait Checkpoints: Send + Sync + 'static {
     async fn checkpoint(
         &self,
         source: &str,
@@ -160,20 +205,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<Checkpoint>, StoreError>;
 
     /// The checkpoint a pull starts from, with the revision a later
-    /// [`Commit::since`] names.
+    /// [`Commit::since`] names (0 on a store that keeps no revisions).
     async fn checkpoint_for_pull(
         &self,
         source: &str,
         partition: Option<&str>,
-    ) -> Result<CheckpointRead, StoreError> {
-        Ok(CheckpointRead {
-            value: self
-                .checkpoint(source, partition)
-                .await?
-                .map(|c| c.value().to_string()),
-            revision: 0,
-        })
-    }
+    ) -> Result<CheckpointRead, StoreError>;
 
     /// Every checkpoint of `source`, keyed by partition.
     async fn checkpoints(
@@ -188,22 +225,11 @@ pub trait Store: Send + Sync + 'static {
         partition: Option<&str>,
         value: Option<String>,
     ) -> Result<(), StoreError>;
+}
 
-    /// Removes dedup marks that expired before `now_ms`; returns how many.
-    async fn collect_expired(&self, now_ms: u64) -> Result<usize, StoreError>;
-
-    /// Bytes on disk.
-    fn size_on_disk(&self) -> u64;
-
-    /// Whether the store can take writes now, cheaply (no I/O): `/readyz`
-    /// fails while it cannot, so a load balancer routes around this host.
-    fn available(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    /// Flushes everything written so far to disk.
-    async fn flush(&self) -> Result<(), StoreError>;
-
+/// Consumer cursors: how far each named reader of a journal has read.
+#[async_trait]
+pub trait Cursors: Send + Sync + 'static {
     /// A consumer cursor: the last offset consumer `name` has read.
     async fn cursor(&self, source: &str, name: &str) -> Result<Option<u64>, StoreError>;
 
@@ -212,53 +238,42 @@ pub trait Store: Send + Sync + 'static {
 
     /// Registers or moves a consumer cursor, durably.
     async fn set_cursor(&self, source: &str, name: &str, offset: u64) -> Result<(), StoreError>;
+}
 
-    /// Applies a retention policy to the journal of `source`, oldest first.
-    async fn trim(
-        &self,
-        source: &str,
-        policy: &Retention,
-        now_ms: u64,
-    ) -> Result<TrimOutcome, StoreError>;
-
+/// Which host pulls which partition. A store one host owns alone grants
+/// every lease (`SledStore`); a shared store divides them.
+#[async_trait]
+pub trait PullLeases: Send + Sync + 'static {
     /// Claims (or renews) this host's pull lease on `source`/`partition`,
     /// one of the `of` partitions the connector has; `true` when this host
     /// may pull it now. Hosts sharing a store each take about `of / hosts`
-    /// leases. A store only one host uses grants every lease.
+    /// leases.
     async fn lease(
         &self,
-        _source: &str,
-        _partition: Option<&str>,
-        _of: usize,
-    ) -> Result<bool, StoreError> {
-        Ok(true)
-    }
+        source: &str,
+        partition: Option<&str>,
+        of: usize,
+    ) -> Result<bool, StoreError>;
 
     /// Renews a lease this host holds, between the batches of a run: no
     /// rebalancing; `false` when it was lost (the run stops).
-    async fn keep_lease(
-        &self,
-        _source: &str,
-        _partition: Option<&str>,
-    ) -> Result<bool, StoreError> {
-        Ok(true)
-    }
+    async fn keep_lease(&self, source: &str, partition: Option<&str>) -> Result<bool, StoreError>;
 
     /// Gives up this host's lease of one partition (after a failed run, so
     /// a healthy host can take the partition over).
-    async fn drop_lease(&self, _source: &str, _partition: Option<&str>) {}
+    async fn drop_lease(&self, source: &str, partition: Option<&str>);
 
     /// This host's pull schedule of `source` started: it shares the
     /// partitions of `source` with the other hosts that pull it.
-    async fn join(&self, _source: &str) {}
+    async fn join(&self, source: &str);
 
     /// This host stopped pulling `source` (unloaded): its leases are
     /// released and the other hosts stop counting it.
-    async fn leave(&self, _source: &str) {}
+    async fn leave(&self, source: &str);
 
     /// Gives up every lease this host holds (at shutdown), so other hosts
     /// take the partitions over at once instead of after the TTL.
-    async fn release_leases(&self) {}
+    async fn release_leases(&self);
 }
 
 /// How long, and how much, of a source's journal to keep.

@@ -1,0 +1,71 @@
+//! Compaction: expired dedup and idempotency marks, and retention. Both
+//! walk whole key ranges, so the store runs them on the blocking pool.
+
+use super::keys::{event_key, expiry_of, io};
+use crate::store::envelope::received_ms;
+use crate::store::{Retention, StoreError, TrimOutcome};
+
+/// Removes dedup and idempotency marks that expired before `now`.
+pub(super) fn collect_expired(tree: &sled::Tree, now: u64) -> Result<usize, StoreError> {
+    let mut removed = 0;
+    for prefix in [b'i', b'd'] {
+        for item in tree.scan_prefix([prefix, 0]) {
+            let (k, v) = item.map_err(io)?;
+            if expiry_of(&v).is_some_and(|e| e <= now) {
+                // Compare-and-swap: a mark rewritten since we read it stays.
+                if tree
+                    .compare_and_swap(&k, Some(&v), None as Option<&[u8]>)
+                    .map_err(io)?
+                    .is_ok()
+                {
+                    removed += 1;
+                }
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Applies `policy` to the journal of `source`, oldest first.
+pub(super) fn trim(
+    tree: &sled::Tree,
+    source: &str,
+    policy: &Retention,
+    lowest_cursor: Option<u64>,
+    now: u64,
+) -> Result<TrimOutcome, StoreError> {
+    let start = event_key(source, 0);
+    let end = event_key(source, u64::MAX);
+    let mut total: u64 = 0;
+    for item in tree.range(start.clone()..=end.clone()) {
+        let (_, v) = item.map_err(io)?;
+        total += v.len() as u64;
+    }
+    let cutoff = policy
+        .max_age
+        .map(|age| now.saturating_sub(age.as_millis() as u64));
+    let mut out = TrimOutcome::default();
+    for item in tree.range(start..=end) {
+        let (k, v) = item.map_err(io)?;
+        let offset = u64::from_be_bytes(
+            k[k.len() - 8..]
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("short event key".into()))?,
+        );
+        let unread = lowest_cursor.is_some_and(|c| offset > c);
+        let expired = cutoff.is_some_and(|c| received_ms(&v).is_some_and(|r| r < c));
+        let over = policy.max_bytes.is_some_and(|m| total > m);
+        if !(over || (expired && !unread)) {
+            break;
+        }
+        // Events are immutable once written, so a plain remove is safe.
+        tree.remove(&k).map_err(io)?;
+        total -= v.len() as u64;
+        out.removed += 1;
+        if unread {
+            out.forced += 1;
+        }
+    }
+    out.bytes_after = total;
+    Ok(out)
+}
