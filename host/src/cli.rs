@@ -132,7 +132,7 @@ async fn serve(config: HostConfig, options: ServeOptions) -> anyhow::Result<()> 
         use tokio::signal::unix::{SignalKind, signal};
         match signal(SignalKind::hangup()) {
             Ok(hup) => {
-                tokio::spawn(reload_on_sighup(server.host().clone(), hup));
+                tokio::spawn(reload_on_sighup(server.registry(), hup));
             }
             Err(err) => {
                 tracing::warn!(error = %err, "Cannot install a SIGHUP handler; use POST /v1/reload to reload.");
@@ -154,9 +154,12 @@ async fn serve(config: HostConfig, options: ServeOptions) -> anyhow::Result<()> 
 
 /// SIGHUP rescans the plugins directory, like `POST /v1/reload`.
 #[cfg(unix)]
-async fn reload_on_sighup(host: Arc<crate::Host>, mut hup: tokio::signal::unix::Signal) {
+async fn reload_on_sighup(
+    registry: Arc<crate::registry::Registry>,
+    mut hup: tokio::signal::unix::Signal,
+) {
     while hup.recv().await.is_some() {
-        let changed = crate::registry::rescan(&host).await;
+        let changed = registry.scan().await;
         tracing::info!(changed = ?changed, "SIGHUP: plugins directory rescanned.");
     }
 }

@@ -146,11 +146,6 @@ impl Admission {
     pub fn unauthenticated(&self, peer: IpAddr, bytes: u64) -> Result<Grant, Refused> {
         self.unauthenticated.take(peer, bytes)
     }
-
-    /// The connection cap in force.
-    pub fn max_connections(&self) -> u64 {
-        self.connections.total_cap
-    }
 }
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit (each connection, each
@@ -200,3 +195,7 @@ mod tests {
         assert_eq!(big.take(b, 1).unwrap_err(), Refused::Total);
     }
 }
+
+/// The address a request came from (a request extension).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);

@@ -28,13 +28,15 @@ pub mod api;
 pub mod cli;
 pub mod config;
 mod conns;
-mod host;
+pub mod event;
 pub mod metrics;
 pub mod pull;
 pub mod push;
 pub mod registry;
+pub mod reply;
 pub mod runtime;
+mod server;
 pub mod store;
 
 pub use config::{HostConfig, Manifest};
-pub use host::{Host, ServeOptions, Server};
+pub use server::{ServeOptions, Server};

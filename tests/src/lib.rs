@@ -234,7 +234,7 @@ impl Drop for TestHost {
     fn drop(&mut self) {
         if let Some(server) = self.server.take() {
             // Best effort: tests that care call `stop()` themselves.
-            server.host().shutdown.cancel();
+            server.shutdown_token().cancel();
         }
     }
 }

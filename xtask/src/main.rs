@@ -6,10 +6,12 @@
 //!   `test --slow [--runs N]`: the integration suite on one core beside a
 //!   CPU burner, as on a machine a third as fast
 //! - `bench`: the benchmark harness (release build)
+//! - `deps`: the module graph of `host/src`; fails on a circular import
 
 mod bench;
 mod crash;
 mod demo;
+mod deps;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -50,6 +52,9 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// Print the dependency graph between the top-level modules of host/src
+    /// and fail if it has a cycle (see ARCHITECTURE.md).
+    Deps,
     /// Run benchmarks (release build); see BENCHMARKS.md.
     Bench {
         /// push | pull | call | all
@@ -71,6 +76,7 @@ fn main() -> Result<()> {
         Cmd::Test { slow: true, runs } => slow_test(runs)?,
         Cmd::CrashTest { rounds } => crash::run(rounds)?,
         Cmd::Bench { which, smoke } => bench::run(&which, smoke)?,
+        Cmd::Deps => deps::run()?,
     }
     Ok(())
 }
@@ -251,6 +257,8 @@ fn test() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    // No circular imports between the host's top-level modules.
+    deps::run()?;
     let has_nextest = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["nextest", "--version"])
         .output()

@@ -1,18 +1,18 @@
 //! `/v1/connectors[/{name}[/pull|/checkpoint]]` and `/metrics`.
 
-use super::reply::{self, Resp};
-use crate::host::Host;
+use super::Api;
 use crate::registry::Connector;
+use crate::reply::{self, Resp};
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-async fn status(host: &Host, name: &str, connector: Option<&Arc<Connector>>) -> serde_json::Value {
-    let state = host.registry.source(name);
+async fn status(api: &Api, name: &str, connector: Option<&Arc<Connector>>) -> serde_json::Value {
+    let state = api.registry.source(name);
     let last_error = state.last_error();
-    let checkpoints: Vec<_> = host
+    let checkpoints: Vec<_> = api
         .store
         .checkpoints(name)
         .await
@@ -20,7 +20,7 @@ async fn status(host: &Host, name: &str, connector: Option<&Arc<Connector>>) -> 
         .into_iter()
         .map(|(p, c)| serde_json::json!({"partition": p, "value": c.value(), "updated_ms": c.updated_ms()}))
         .collect();
-    let last_offset = host.store.last_offset(name).await.ok().flatten();
+    let last_offset = api.store.last_offset(name).await.ok().flatten();
     let pull = state.pull.lock().expect("lock").clone();
     let mut v = serde_json::json!({
         "name": name,
@@ -77,10 +77,10 @@ fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
     }
 }
 
-pub async fn list(host: &Arc<Host>) -> Resp {
-    let loaded = host.registry.all();
+pub async fn list(api: &Api) -> Resp {
+    let loaded = api.registry.all();
     let mut names: Vec<String> = loaded.iter().map(|c| c.name.clone()).collect();
-    for n in host.registry.known_sources() {
+    for n in api.registry.known_sources() {
         if !names.contains(&n) {
             names.push(n);
         }
@@ -88,20 +88,17 @@ pub async fn list(host: &Arc<Host>) -> Resp {
     names.sort();
     let mut items = Vec::with_capacity(names.len());
     for n in &names {
-        items.push(status(host, n, loaded.iter().find(|c| &c.name == n)).await);
+        items.push(status(api, n, loaded.iter().find(|c| &c.name == n)).await);
     }
     reply::json(StatusCode::OK, &serde_json::json!({ "connectors": items }))
 }
 
-pub async fn show(host: &Arc<Host>, name: &str) -> Resp {
-    let connector = host.registry.get(name);
-    if connector.is_none() && !host.registry.known_sources().iter().any(|n| n == name) {
+pub async fn show(api: &Api, name: &str) -> Resp {
+    let connector = api.registry.get(name);
+    if connector.is_none() && !api.registry.known_sources().iter().any(|n| n == name) {
         return not_found(name);
     }
-    reply::json(
-        StatusCode::OK,
-        &status(host, name, connector.as_ref()).await,
-    )
+    reply::json(StatusCode::OK, &status(api, name, connector.as_ref()).await)
 }
 
 fn not_found(name: &str) -> Resp {
@@ -113,11 +110,11 @@ fn not_found(name: &str) -> Resp {
 }
 
 /// `POST /v1/connectors/{name}/resume`: lifts a quarantine.
-pub fn resume(host: &Arc<Host>, name: &str) -> Resp {
-    if host.registry.get(name).is_none() {
+pub fn resume(api: &Api, name: &str) -> Resp {
+    if api.registry.get(name).is_none() {
         return not_found(name);
     }
-    let was = host.registry.source(name).resume();
+    let was = api.registry.source(name).resume();
     tracing::info!(connector = %name, was_quarantined = was, "Connector resumed by the operator.");
     reply::json(
         StatusCode::OK,
@@ -125,8 +122,8 @@ pub fn resume(host: &Arc<Host>, name: &str) -> Resp {
     )
 }
 
-pub async fn pull_now(host: &Arc<Host>, name: &str) -> Resp {
-    let Some(connector) = host.registry.get(name) else {
+pub async fn pull_now(api: &Api, name: &str) -> Resp {
+    let Some(connector) = api.registry.get(name) else {
         return not_found(name);
     };
     if !connector.descriptor.pull {
@@ -136,21 +133,20 @@ pub async fn pull_now(host: &Arc<Host>, name: &str) -> Resp {
             &format!("connector `{name}` does not support pull"),
         );
     }
-    match crate::pull::run_once(host, &connector).await {
+    match crate::pull::run_once(&api.scheduler, &connector).await {
         Ok(summary) => reply::json(
             StatusCode::OK,
             &serde_json::json!({"status": "ok", "run": summary}),
         ),
         Err(err) => {
-            host.registry.source(name).set_error(Some(err.to_string()));
+            api.registry.source(name).set_error(Some(err.to_string()));
             reply::error(StatusCode::BAD_GATEWAY, "pull_failed", &err.to_string())
         }
     }
 }
 
-pub async fn checkpoint(host: &Arc<Host>, name: &str, req: http::Request<Incoming>) -> Resp {
-    if host.registry.get(name).is_none() && !host.registry.known_sources().iter().any(|n| n == name)
-    {
+pub async fn checkpoint(api: &Api, name: &str, req: http::Request<Incoming>) -> Resp {
+    if api.registry.get(name).is_none() && !api.registry.known_sources().iter().any(|n| n == name) {
         return not_found(name);
     }
     let partition = super::query_pairs(req.uri().query())
@@ -159,7 +155,7 @@ pub async fn checkpoint(host: &Arc<Host>, name: &str, req: http::Request<Incomin
         .map(|(_, v)| v);
     let p = partition.as_deref();
     match *req.method() {
-        Method::GET => match host.store.checkpoint(name, p).await {
+        Method::GET => match api.store.checkpoint(name, p).await {
             Ok(Some(c)) => reply::json(
                 StatusCode::OK,
                 &serde_json::json!({"partition": p, "value": c.value(), "updated_ms": c.updated_ms()}),
@@ -204,13 +200,9 @@ pub async fn checkpoint(host: &Arc<Host>, name: &str, req: http::Request<Incomin
                     );
                 }
             };
-            let lock = host.registry.source(name).partition_lock(p);
+            let lock = api.registry.source(name).partition_lock(p);
             let _g = lock.lock().await;
-            match host
-                .store
-                .set_checkpoint(name, p, Some(value.clone()))
-                .await
-            {
+            match api.store.set_checkpoint(name, p, Some(value.clone())).await {
                 Ok(()) => reply::json(
                     StatusCode::OK,
                     &serde_json::json!({"partition": p, "value": value}),
@@ -219,9 +211,9 @@ pub async fn checkpoint(host: &Arc<Host>, name: &str, req: http::Request<Incomin
             }
         }
         Method::DELETE => {
-            let lock = host.registry.source(name).partition_lock(p);
+            let lock = api.registry.source(name).partition_lock(p);
             let _g = lock.lock().await;
-            match host.store.set_checkpoint(name, p, None).await {
+            match api.store.set_checkpoint(name, p, None).await {
                 Ok(()) => reply::json(
                     StatusCode::OK,
                     &serde_json::json!({"partition": p, "value": null}),
@@ -238,10 +230,10 @@ pub async fn checkpoint(host: &Arc<Host>, name: &str, req: http::Request<Incomin
 }
 
 /// Prometheus text format.
-pub async fn metrics(host: &Arc<Host>) -> Resp {
+pub async fn metrics(api: &Api) -> Resp {
     use std::sync::atomic::Ordering::Relaxed;
     let mut out = String::new();
-    let sources = host.registry.known_sources();
+    let sources = api.registry.known_sources();
     type Getter = fn(&crate::registry::Counters) -> u64;
     let counters: [(&str, &str, Getter); 12] = [
         (
@@ -301,32 +293,32 @@ pub async fn metrics(host: &Arc<Host>) -> Resp {
             let _ = writeln!(
                 out,
                 "{metric}{{source=\"{s}\"}} {}",
-                get(&host.registry.source(s).counters)
+                get(&api.registry.source(s).counters)
             );
         }
     }
     let states: Vec<_> = sources
         .iter()
-        .map(|s| (s.clone(), host.registry.source(s)))
+        .map(|s| (s.clone(), api.registry.source(s)))
         .collect();
     crate::registry::SourceState::write_sandbox_metrics(&mut out, &states);
     crate::pull::write_metrics(&mut out, &states);
     let _ = writeln!(
         out,
         "# HELP inlet_store_bytes Bytes the store uses on disk.\n# TYPE inlet_store_bytes gauge\ninlet_store_bytes {}",
-        host.store.size_on_disk()
+        api.store.size_on_disk()
     );
     let _ = writeln!(
         out,
         "# HELP inlet_connectors_loaded Connectors loaded.\n# TYPE inlet_connectors_loaded gauge\ninlet_connectors_loaded {}",
-        host.registry.all().len()
+        api.registry.all().len()
     );
     let _ = writeln!(
         out,
         "# HELP inlet_push_in_flight Push requests being processed.\n# TYPE inlet_push_in_flight gauge\ninlet_push_in_flight {}",
-        host.config.limits.max_in_flight as usize - host.push_slots.available_permits()
+        api.ingest.limits.max_in_flight as usize - api.ingest.slots.available_permits()
     );
-    let cache = host.registry.cache();
+    let cache = api.registry.cache();
     let _ = writeln!(
         out,
         "# HELP inlet_component_cache_hits_total Components loaded from the compiled-component cache.\n# TYPE inlet_component_cache_hits_total counter\ninlet_component_cache_hits_total {}\n# HELP inlet_component_cache_misses_total Components compiled because the cache had no valid entry.\n# TYPE inlet_component_cache_misses_total counter\ninlet_component_cache_misses_total {}",
@@ -339,7 +331,7 @@ pub async fn metrics(host: &Arc<Host>) -> Resp {
     );
     let now = crate::store::now_ms();
     for s in &sources {
-        for (partition, cp) in host.store.checkpoints(s).await.unwrap_or_default() {
+        for (partition, cp) in api.store.checkpoints(s).await.unwrap_or_default() {
             let _ = writeln!(
                 out,
                 "inlet_checkpoint_age_seconds{{source=\"{s}\",partition=\"{}\"}} {:.3}",
@@ -352,6 +344,6 @@ pub async fn metrics(host: &Arc<Host>) -> Resp {
             );
         }
     }
-    host.metrics.encode(&mut out);
+    api.metrics.encode(&mut out);
     reply::text(StatusCode::OK, "text/plain; version=0.0.4", out)
 }

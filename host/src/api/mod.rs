@@ -2,19 +2,53 @@
 //! The push path itself lives in [`crate::push`].
 
 mod connectors;
-pub mod reply;
 pub mod routes;
 mod streams;
+mod tokens;
 
-use crate::host::Host;
+pub(crate) use tokens::{Tokens, tokens};
+
+use crate::metrics::Metrics;
+use crate::pull::Scheduler;
+use crate::push::Ingest;
+use crate::registry::Registry;
+use crate::reply::{self, Resp};
+use crate::store::Store;
 use http::StatusCode;
 use hyper::body::Incoming;
-use reply::Resp;
 use routes::RouteId;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokens::check_bearer;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// What the HTTP surface needs: the push path, the pull engine (manual
+/// pulls), the registry and store (status, checkpoints, streams), the
+/// tokens, and the caps and signals of the admin routes.
+pub struct Api {
+    pub(crate) ingest: Ingest,
+    pub(crate) scheduler: Arc<Scheduler>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) tokens: Tokens,
+    /// Long polls waiting at once (`limits.max_long_polls`).
+    pub(crate) long_polls: Arc<Semaphore>,
+    /// Set once the store is open and the first plugin scan finished.
+    pub(crate) ready: AtomicBool,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl Api {
+    /// Ready once the store is open and the first plugin scan finished.
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}
 
 /// Routes one request through the [`routes::ROUTES`] table.
-pub async fn route(host: Arc<Host>, req: http::Request<Incoming>) -> Resp {
+pub async fn route(api: Arc<Api>, req: http::Request<Incoming>) -> Resp {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let (id, params) = match routes::find(&method, &path) {
@@ -49,17 +83,17 @@ pub async fn route(host: Arc<Host>, req: http::Request<Incoming>) -> Resp {
         // token instead of the admin token; everything else needs the
         // admin token.
         let consumer_route = matches!(id, RouteId::StreamEvents | RouteId::Cursor);
-        let admin = check_bearer(host.admin_token.as_deref(), req.headers(), "the admin API");
+        let admin = check_bearer(api.tokens.admin.as_deref(), req.headers(), "the admin API");
         let allowed = admin.is_none()
             || (consumer_route
-                && host.consumer_token.is_some()
-                && check_bearer(host.consumer_token.as_deref(), req.headers(), "").is_none());
+                && api.tokens.consumer.is_some()
+                && check_bearer(api.tokens.consumer.as_deref(), req.headers(), "").is_none());
         if !allowed && let Some(denied) = admin {
             return denied;
         }
     }
     if id == RouteId::Metrics
-        && let Some(denied) = check_bearer(host.metrics_token.as_deref(), req.headers(), "/metrics")
+        && let Some(denied) = check_bearer(api.tokens.metrics.as_deref(), req.headers(), "/metrics")
     {
         return denied;
     }
@@ -67,17 +101,17 @@ pub async fn route(host: Arc<Host>, req: http::Request<Incoming>) -> Resp {
     match id {
         RouteId::Ingest => {
             let rest = params.get(1).map(|r| format!("/{r}")).unwrap_or_default();
-            crate::push::handle(&host, p(0), &rest, req).await
+            crate::push::handle(&api.ingest, p(0), &rest, req).await
         }
         RouteId::Healthz => reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
         RouteId::Readyz => {
-            if !host.ready() {
+            if !api.ready() {
                 reply::error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "not_ready",
                     "the first plugin scan has not finished",
                 )
-            } else if let Err(err) = host.store.available() {
+            } else if let Err(err) = api.store.available() {
                 // A load balancer sends pushes to hosts whose store works.
                 reply::error(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -88,44 +122,19 @@ pub async fn route(host: Arc<Host>, req: http::Request<Incoming>) -> Resp {
                 reply::json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
             }
         }
-        RouteId::Metrics => connectors::metrics(&host).await,
+        RouteId::Metrics => connectors::metrics(&api).await,
         RouteId::OpenApi => reply::text(StatusCode::OK, "application/json", routes::OPENAPI),
-        RouteId::StreamEvents => streams::events(&host, p(0), req.uri().query()).await,
-        RouteId::Cursor => streams::cursor(&host, p(0), p(1), req).await,
-        RouteId::Connectors => connectors::list(&host).await,
-        RouteId::Connector => connectors::show(&host, p(0)).await,
-        RouteId::Resume => connectors::resume(&host, p(0)),
-        RouteId::Pull => connectors::pull_now(&host, p(0)).await,
-        RouteId::Checkpoint => connectors::checkpoint(&host, p(0), req).await,
+        RouteId::StreamEvents => streams::events(&api, p(0), req.uri().query()).await,
+        RouteId::Cursor => streams::cursor(&api, p(0), p(1), req).await,
+        RouteId::Connectors => connectors::list(&api).await,
+        RouteId::Connector => connectors::show(&api, p(0)).await,
+        RouteId::Resume => connectors::resume(&api, p(0)),
+        RouteId::Pull => connectors::pull_now(&api, p(0)).await,
+        RouteId::Checkpoint => connectors::checkpoint(&api, p(0), req).await,
         RouteId::Reload => {
-            let changed = crate::registry::rescan(&host).await;
+            let changed = api.registry.scan().await;
             reply::json(StatusCode::OK, &serde_json::json!({"changed": changed}))
         }
-    }
-}
-
-/// `None` when no token is configured or the request carries it
-/// (compared in constant time, whatever their lengths).
-fn check_bearer(token: Option<&str>, headers: &http::HeaderMap, what: &str) -> Option<Resp> {
-    let token = token?;
-    let given = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    // Digests of equal length, compared in constant time: neither the
-    // token's bytes nor its length show in the time taken.
-    use sha2::Digest as _;
-    use subtle::ConstantTimeEq;
-    let digest = |b: &str| sha2::Sha256::digest(b.as_bytes());
-    if bool::from(digest(given).ct_eq(&digest(token))) {
-        None
-    } else {
-        Some(reply::error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            &format!("{what} needs `Authorization: Bearer <token>`"),
-        ))
     }
 }
 

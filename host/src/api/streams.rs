@@ -1,16 +1,15 @@
 //! `GET /v1/streams/{source}/events?after=OFFSET&limit=N&wait=SECONDS`.
 
-use super::reply::{self, Resp};
-use crate::host::Host;
+use super::Api;
+use crate::reply::{self, Resp};
 use http::StatusCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 10_000;
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
-pub async fn events(host: &Arc<Host>, source: &str, query: Option<&str>) -> Resp {
+pub async fn events(api: &Api, source: &str, query: Option<&str>) -> Resp {
     let mut after = None;
     let mut limit = DEFAULT_LIMIT;
     let mut wait = Duration::ZERO;
@@ -45,8 +44,8 @@ pub async fn events(host: &Arc<Host>, source: &str, query: Option<&str>) -> Resp
             _ => return bad("unknown parameter; use `after`, `limit` and `wait`"),
         }
     }
-    let known = host.registry.get(source).is_some()
-        || matches!(host.store.last_offset(source).await, Ok(Some(_)));
+    let known = api.registry.get(source).is_some()
+        || matches!(api.store.last_offset(source).await, Ok(Some(_)));
     if !known {
         return reply::error(
             StatusCode::NOT_FOUND,
@@ -58,7 +57,7 @@ pub async fn events(host: &Arc<Host>, source: &str, query: Option<&str>) -> Resp
     let _waiting = if wait.is_zero() {
         None
     } else {
-        match host.long_polls.clone().try_acquire_owned() {
+        match api.long_polls.clone().try_acquire_owned() {
             Ok(permit) => Some(permit),
             Err(_) => {
                 let mut r = reply::error(
@@ -73,12 +72,12 @@ pub async fn events(host: &Arc<Host>, source: &str, query: Option<&str>) -> Resp
         }
     };
     let deadline = tokio::time::Instant::now() + wait;
-    let mut commits = host.store.subscribe(source);
+    let mut commits = api.store.subscribe(source);
     loop {
         // Mark the current commit as seen before reading, so a commit that
         // lands between the read and the wait still wakes us.
         commits.borrow_and_update();
-        let lines = match host.store.read(source, after, limit).await {
+        let lines = match api.store.read(source, after, limit).await {
             Ok(l) => l,
             Err(err) => return reply::store_failed(&err),
         };
@@ -100,18 +99,18 @@ pub async fn events(host: &Arc<Host>, source: &str, query: Option<&str>) -> Resp
                 if changed.is_err() {
                     return reply::error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the host is shutting down");
                 }
-                host.metrics.long_poll_woken(source);
+                api.metrics.long_poll_woken(source);
             }
             _ = tokio::time::sleep_until(deadline) => {}
             // Shutting down: answer what there is (nothing) now.
-            _ = host.shutdown.cancelled() => return reply::text(StatusCode::OK, "application/x-ndjson", Vec::new()),
+            _ = api.shutdown.cancelled() => return reply::text(StatusCode::OK, "application/x-ndjson", Vec::new()),
         }
     }
 }
 
 /// `GET`/`PUT /v1/streams/{source}/cursors/{name}`.
 pub async fn cursor(
-    host: &Arc<Host>,
+    api: &Api,
     source: &str,
     name: &str,
     req: http::Request<hyper::body::Incoming>,
@@ -124,8 +123,8 @@ pub async fn cursor(
             "a cursor name is letters, digits, `-` and `_`, at most 64",
         );
     }
-    let known = host.registry.get(source).is_some()
-        || matches!(host.store.last_offset(source).await, Ok(Some(_)));
+    let known = api.registry.get(source).is_some()
+        || matches!(api.store.last_offset(source).await, Ok(Some(_)));
     if !known {
         return reply::error(
             StatusCode::NOT_FOUND,
@@ -134,7 +133,7 @@ pub async fn cursor(
         );
     }
     if req.method() == http::Method::GET {
-        return match host.store.cursor(source, name).await {
+        return match api.store.cursor(source, name).await {
             Ok(Some(offset)) => reply::json(
                 StatusCode::OK,
                 &serde_json::json!({"name": name, "offset": offset}),
@@ -170,7 +169,7 @@ pub async fn cursor(
             "the body is `{\"offset\": <whole number>}`",
         );
     };
-    match host.store.set_cursor(source, name, offset).await {
+    match api.store.set_cursor(source, name, offset).await {
         Ok(()) => reply::json(
             StatusCode::OK,
             &serde_json::json!({"name": name, "offset": offset}),

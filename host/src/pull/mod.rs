@@ -17,7 +17,6 @@ mod schedule;
 
 pub use schedule::Scheduler;
 
-use crate::host::Host;
 use crate::registry::{Connector, Counters, PullStatus, SourceState};
 use crate::runtime::{CallError, ConnectorError};
 use crate::store::{Commit, CommitOutcome, Mode, StoreError, now_ms};
@@ -133,19 +132,20 @@ pub fn write_metrics(out: &mut String, sources: &[(String, Arc<SourceState>)]) {
 /// Pulls every partition of `connector` once (each until it has no more or
 /// its budget runs out), at most `max_parallel` partitions at a time.
 pub async fn run_once(
-    host: &Arc<Host>,
+    engine: &Arc<Scheduler>,
     connector: &Arc<Connector>,
 ) -> Result<RunSummary, PullError> {
     let started = Instant::now();
-    let result = run_once_inner(host, connector).await;
+    let result = run_once_inner(engine, connector).await;
     let events = result.as_ref().map_or(0, |s| s.events);
-    host.metrics
+    engine
+        .metrics
         .pull(&connector.name, result.is_ok(), events, started.elapsed());
     result
 }
 
 async fn run_once_inner(
-    host: &Arc<Host>,
+    engine: &Arc<Scheduler>,
     connector: &Arc<Connector>,
 ) -> Result<RunSummary, PullError> {
     let name = connector.name.clone();
@@ -153,14 +153,15 @@ async fn run_once_inner(
         name: name.clone(),
         source,
     };
-    let listed = host
+    let listed = engine
         .registry
         .runtime()
         .partitions(&connector.code, &connector.sandbox)
         .await;
     // Only a failure counts: the run is judged by its pulls.
     if listed.is_err() {
-        host.registry
+        engine
+            .registry
             .source(&name)
             .record_call(&connector.sandbox, &listed);
     }
@@ -170,7 +171,7 @@ async fn run_once_inner(
     } else {
         listed.into_iter().map(Some).collect()
     };
-    let state = host.registry.source(&name);
+    let state = engine.registry.source(&name);
     Counters::add(&state.counters.pull_runs, 1);
     let max_parallel = connector.manifest.pull.max_parallel as usize;
     let mut summary = RunSummary {
@@ -181,11 +182,11 @@ async fn run_once_inner(
     let of = partitions.len();
     let mut results = futures::stream::iter(partitions)
         .map(|p| async move {
-            let result = pull_partition(host, connector, p.clone(), of).await;
+            let result = pull_partition(engine, connector, p.clone(), of).await;
             if result.is_err() {
                 // Let a healthy host take the partition over; this one
                 // competes for it again at its next run.
-                host.store.drop_lease(&connector.name, p.as_deref()).await;
+                engine.store.drop_lease(&connector.name, p.as_deref()).await;
             }
             result
         })
@@ -214,24 +215,23 @@ async fn run_once_inner(
 }
 
 async fn pull_partition(
-    host: &Arc<Host>,
+    engine: &Arc<Scheduler>,
     connector: &Arc<Connector>,
     partition: Option<String>,
     of: usize,
 ) -> Result<RunSummary, PullError> {
     let name = connector.name.as_str();
-    let state = host.registry.source(name);
+    let state = engine.registry.source(name);
     let lock = state.partition_lock(partition.as_deref());
     let _partition = lock.lock().await;
 
-    let _slot = host
-        .scheduler
+    let _slot = engine
         .slots(name, connector.manifest.pull.max_parallel)
         .acquire_owned()
         .await
         .expect("the slot semaphore is never closed");
-    let _worker = host
-        .pull_workers
+    let _worker = engine
+        .workers
         .acquire()
         .await
         .expect("the worker semaphore is never closed");
@@ -247,9 +247,9 @@ async fn pull_partition(
         // the lease is checked (and renewed) before every batch, so a host
         // that lost it stops after the batch in hand.
         let leased = if summary.batches == 0 {
-            host.store.lease(name, partition.as_deref(), of).await
+            engine.store.lease(name, partition.as_deref(), of).await
         } else {
-            host.store.keep_lease(name, partition.as_deref()).await
+            engine.store.keep_lease(name, partition.as_deref()).await
         };
         if !leased.map_err(store_err)? {
             if summary.batches == 0 {
@@ -260,13 +260,13 @@ async fn pull_partition(
             }
             break;
         }
-        let read = host
+        let read = engine
             .store
             .checkpoint_for_pull(name, partition.as_deref())
             .await
             .map_err(store_err)?;
         let since = read.value.clone();
-        let batch = host
+        let batch = engine
             .registry
             .runtime()
             .pull(
@@ -306,7 +306,7 @@ async fn pull_partition(
         // and again: stop the run and say so.
         let stalled = batch.has_more
             && (batch.checkpoint.is_none() || batch.checkpoint.as_deref() == since.as_deref());
-        match host.store.commit(commit).await.map_err(store_err)? {
+        match engine.store.commit(commit).await.map_err(store_err)? {
             CommitOutcome::Stored { record, dropped } => {
                 summary.events += record.events as u64;
                 summary.duplicates += dropped as u64;
@@ -326,7 +326,7 @@ async fn pull_partition(
             )));
             break;
         }
-        if !batch.has_more || host.shutdown.is_cancelled() {
+        if !batch.has_more || engine.shutdown.is_cancelled() {
             break;
         }
         if summary.batches >= budget.max_batches_per_run || started.elapsed() >= budget.max_run_time

@@ -1,8 +1,10 @@
 //! One loop per pull connector: wait, run, adapt the interval or back off.
 
 use super::{PullError, RunSummary, run_once};
-use crate::host::Host;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
 use crate::registry::{Connector, PullStatus};
+use crate::store::Store;
 use crate::store::now_ms;
 use rand::Rng;
 use std::collections::HashMap;
@@ -11,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// The pull interval when neither the manifest nor `describe()` gives one.
 pub const DEFAULT_EVERY: Duration = Duration::from_secs(60);
@@ -22,10 +25,16 @@ const MAX_JITTER: Duration = Duration::from_secs(1);
 /// How soon a partition whose run budget ran out is pulled again.
 const BUDGET_PAUSE: Duration = Duration::from_millis(100);
 
-/// Starts and tracks the per-connector loops, and holds each connector's
-/// `max_parallel` slots (shared by scheduled and manual runs).
-#[derive(Default)]
+/// The pull engine: starts and tracks the per-connector loops, follows the
+/// registry's reloads, holds each connector's `max_parallel` slots (shared
+/// by scheduled and manual runs) and the host-wide worker cap.
 pub struct Scheduler {
+    pub(super) registry: Arc<Registry>,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) metrics: Arc<Metrics>,
+    /// At most `pull_workers` partitions pulled at once, host-wide.
+    pub(super) workers: Semaphore,
+    pub(super) shutdown: CancellationToken,
     loops: Mutex<HashMap<String, JoinHandle<()>>>,
     slots: Mutex<HashMap<String, (u32, Arc<Semaphore>)>>,
 }
@@ -168,27 +177,67 @@ fn until_fire(schedule: &cron::Schedule) -> (Duration, Duration) {
 }
 
 impl Scheduler {
+    pub fn new(
+        registry: Arc<Registry>,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        pull_workers: usize,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
+        Arc::new(Scheduler {
+            registry,
+            store,
+            metrics,
+            workers: Semaphore::new(pull_workers),
+            shutdown,
+            loops: Mutex::default(),
+            slots: Mutex::default(),
+        })
+    }
+
+    /// Starts the loops of the connectors loaded now, then follows every
+    /// reload the registry publishes until shutdown.
+    pub fn start(self: &Arc<Self>) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.sync();
+        let this = self.clone();
+        let mut reloads = self.registry.reloads();
+        async move {
+            loop {
+                tokio::select! {
+                    changed = reloads.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        this.sync();
+                    }
+                    _ = this.shutdown.cancelled() => return,
+                }
+            }
+        }
+    }
+
     /// Starts a loop for every loaded pull connector that has none, and
     /// stops the loops of connectors that were removed or no longer pull
     /// (a run in progress is dropped; it never moves a checkpoint).
-    pub fn sync(&self, host: &Arc<Host>) {
+    fn sync(self: &Arc<Self>) {
+        let engine = self;
         let mut loops = self.loops.lock().expect("scheduler lock");
         loops.retain(|name, h| {
-            let pulls = host.registry.get(name).is_some_and(|c| c.descriptor.pull);
+            let pulls = engine.registry.get(name).is_some_and(|c| c.descriptor.pull);
             if !pulls {
                 h.abort();
                 tracing::info!(connector = %name, "Pull schedule stopped: the connector was unloaded or no longer pulls.");
-                let (store, name) = (host.store.clone(), name.clone());
+                let (store, name) = (engine.store.clone(), name.clone());
                 tokio::spawn(async move { store.leave(&name).await });
             }
             pulls && !h.is_finished()
         });
-        for connector in host.registry.all() {
+        for connector in engine.registry.all() {
             if !connector.descriptor.pull || loops.contains_key(&connector.name) {
                 continue;
             }
             let name = connector.name.clone();
-            let task = tokio::spawn(run_loop(host.clone(), name.clone()));
+            let task = tokio::spawn(run_loop(self.clone(), name.clone()));
             loops.insert(name, task);
         }
     }
@@ -229,14 +278,14 @@ impl Scheduler {
     }
 }
 
-async fn run_loop(host: Arc<Host>, name: String) {
-    let state = host.registry.source(&name);
+async fn run_loop(engine: Arc<Scheduler>, name: String) {
+    let state = engine.registry.source(&name);
     let mut interval: Option<Duration> = None;
     let mut failures = 0u32;
     // The first pull comes at once (a cron schedule waits for its first
     // fire), spread by a little jitter.
     let mut wake_at = Instant::now()
-        + match host.registry.get(&name).map(|c| Timing::of(&c)) {
+        + match engine.registry.get(&name).map(|c| Timing::of(&c)) {
             Some(
                 t @ Timing {
                     cadence: Cadence::Cron(_),
@@ -247,7 +296,7 @@ async fn run_loop(host: Arc<Host>, name: String) {
         };
     // The timing and start of the last run, to reschedule after a reload.
     let mut last: Option<(Timing, Instant)> = None;
-    host.store.join(&name).await;
+    engine.store.join(&name).await;
     tracing::info!(connector = %name, "Pull schedule started.");
     loop {
         {
@@ -255,7 +304,7 @@ async fn run_loop(host: Arc<Host>, name: String) {
             let left = wake_at.saturating_duration_since(Instant::now());
             status.next_pull_ms = Some(now_ms() + left.as_millis() as u64);
             if status.schedule.is_none()
-                && let Some(c) = host.registry.get(&name)
+                && let Some(c) = engine.registry.get(&name)
             {
                 status.schedule = Some(Timing::of(&c).describe());
             }
@@ -266,7 +315,7 @@ async fn run_loop(host: Arc<Host>, name: String) {
                 // A new version: follow its manifest from the last run, so
                 // the connector keeps its place (checkpoints never move here).
                 if let (Some(c), Some((old, started)), 0) =
-                    (host.registry.get(&name).filter(|c| c.descriptor.pull), &last, failures)
+                    (engine.registry.get(&name).filter(|c| c.descriptor.pull), &last, failures)
                 {
                     let timing = Timing::of(&c);
                     if &timing != old {
@@ -281,14 +330,14 @@ async fn run_loop(host: Arc<Host>, name: String) {
                 }
                 continue;
             }
-            _ = host.shutdown.cancelled() => break,
+            _ = engine.shutdown.cancelled() => break,
         }
-        let Some(connector) = host.registry.get(&name).filter(|c| c.descriptor.pull) else {
+        let Some(connector) = engine.registry.get(&name).filter(|c| c.descriptor.pull) else {
             // Unloaded: `Scheduler::sync` stops this loop; until then, wait
             // for the connector to come back.
             tokio::select! {
                 _ = state.version_changed() => {}
-                _ = host.shutdown.cancelled() => break,
+                _ = engine.shutdown.cancelled() => break,
             }
             wake_at = Instant::now();
             continue;
@@ -306,7 +355,7 @@ async fn run_loop(host: Arc<Host>, name: String) {
             .map(|i| i.clamp(timing.min, timing.max));
         // A run in progress is not cut off by shutdown: it stops after its
         // current batch commits, and `Scheduler::stop` bounds the wait.
-        let result = run_once(&host, &connector).await;
+        let result = run_once(&engine, &connector).await;
         let now = now_ms();
         let mut status = state.pull.lock().expect("lock");
         status.last_pull_ms = Some(now);

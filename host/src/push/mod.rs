@@ -8,57 +8,67 @@
 //! in a fresh sandbox, commit events + dedup marks + idempotency mark in one
 //! durable write, and only then answer 202.
 
-mod auth;
-mod policy;
-
-pub use auth::Verifier;
-pub use policy::PushPolicy;
-
-use crate::api::reply::{self, Body, Resp};
-use crate::host::Host;
-use crate::registry::Counters;
+use crate::config::Limits;
+use crate::conns::Admission;
+use crate::metrics::Metrics;
+use crate::registry::{Counters, Registry};
+use crate::reply::{self, Body, Resp};
 use crate::runtime::{CallError, ConnectorError, PushRequest};
-use crate::store::{Commit, CommitOutcome, Mode, PushRecord, StoredReply, now_ms};
+use crate::store::{Commit, CommitOutcome, Mode, PushRecord, Store, StoredReply, now_ms};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// The push path's service: what a push request needs, and nothing else.
+pub struct Ingest {
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) store: Arc<dyn Store>,
+    /// Push requests in flight, host-wide (`limits.max_in_flight`).
+    pub(crate) slots: Arc<Semaphore>,
+    /// The unauthenticated-bytes budget (shared with the listener).
+    pub(crate) admission: Arc<Admission>,
+    pub(crate) limits: Limits,
+    pub(crate) metrics: Arc<Metrics>,
+}
 
 /// Handles one push request for `source`; `rest` is the path after it.
 /// Counts its outcome and latency (not for unknown sources, whose names
 /// are the sender's to choose).
 pub async fn handle(
-    host: &Arc<Host>,
+    ingest: &Ingest,
     source: &str,
     rest: &str,
     req: http::Request<Incoming>,
 ) -> Resp {
     let started = std::time::Instant::now();
-    let known = host.registry.get(source).is_some();
-    let resp = handle_inner(host, source, rest, req).await;
+    let known = ingest.registry.get(source).is_some();
+    let resp = handle_inner(ingest, source, rest, req).await;
     if known {
-        host.metrics
+        ingest
+            .metrics
             .push(source, resp.status().as_u16(), started.elapsed());
     }
     resp
 }
 
 async fn handle_inner(
-    host: &Arc<Host>,
+    ingest: &Ingest,
     source: &str,
     rest: &str,
     req: http::Request<Incoming>,
 ) -> Resp {
-    let Some(connector) = host.registry.get(source) else {
+    let Some(connector) = ingest.registry.get(source) else {
         return reply::error(
             StatusCode::NOT_FOUND,
             "unknown_source",
             &format!("no connector is loaded for source `{source}`"),
         );
     };
-    let state = host.registry.source(source);
+    let state = ingest.registry.source(source);
     let rejected = |r: Resp| {
         Counters::add(&state.counters.push_rejected, 1);
         r
@@ -75,11 +85,11 @@ async fn handle_inner(
     }
     let peer = req
         .extensions()
-        .get::<crate::host::Peer>()
+        .get::<crate::conns::Peer>()
         .map(|p| p.0.ip())
         .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
     let (parts, body) = req.into_parts();
-    let max = host.config.limits.max_body_bytes;
+    let max = ingest.limits.max_body_bytes;
     let declared = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
@@ -99,7 +109,7 @@ async fn handle_inner(
         }
         None
     } else {
-        match host
+        match ingest
             .admission
             .unauthenticated(peer, declared.unwrap_or(max).max(1))
         {
@@ -117,7 +127,7 @@ async fn handle_inner(
         }
     };
     let body = match tokio::time::timeout(
-        host.config.limits.body_read_timeout,
+        ingest.limits.body_read_timeout,
         http_body_util::Limited::new(body, max as usize).collect(),
     )
     .await
@@ -149,7 +159,7 @@ async fn handle_inner(
     // Push slots (host-wide and the source's own) and rate tokens are spent
     // only on authentic requests whose body has arrived, so anonymous or
     // slow traffic cannot starve the real sender.
-    let Ok(_global) = host.push_slots.clone().try_acquire_owned() else {
+    let Ok(_global) = ingest.slots.clone().try_acquire_owned() else {
         return rejected(reply::overloaded(
             "the host has too many push requests in flight",
         ));
@@ -176,7 +186,7 @@ async fn handle_inner(
                     "a request with the same idempotency key is being processed; retry later",
                 ));
             };
-            match host.store.idempotency(source, key).await {
+            match ingest.store.idempotency(source, key).await {
                 Ok(Some(record)) => {
                     Counters::add(&state.counters.push_duplicate, 1);
                     return duplicate(&record);
@@ -200,7 +210,7 @@ async fn handle_inner(
         body: body.to_vec(),
     };
     let received_ms = now_ms();
-    let outcome = host
+    let outcome = ingest
         .registry
         .runtime()
         .on_push(&connector.code, &connector.sandbox, request)
@@ -244,7 +254,7 @@ async fn handle_inner(
         checkpoint: None,
         since: None,
     };
-    match host.store.commit(commit).await {
+    match ingest.store.commit(commit).await {
         Ok(CommitOutcome::Stored { record, dropped }) => {
             tracing::debug!(source, events = record.events, duplicates = dropped, first_offset = ?record.first_offset, "Push accepted.");
             Counters::add(&state.counters.push_accepted, 1);

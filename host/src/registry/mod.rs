@@ -10,17 +10,23 @@
 //! instantiating it and calling `describe`, and only then swaps it in.
 //! Calls in flight keep their `Arc<Connector>` and finish on the old
 //! version. [`watch`] runs `scan` when the plugins directory changes;
-//! `POST /v1/reload` and SIGHUP run it through [`rescan`].
+//! `POST /v1/reload` and SIGHUP call it directly. Every scan that changed
+//! something is published on [`Registry::reloads`], which the pull
+//! scheduler follows.
 
+mod auth;
 mod files;
+mod policy;
 mod source;
 mod watch;
 
+pub use auth::Verifier;
+pub use policy::PushPolicy;
 pub use source::{Counters, PullStatus, SourceState};
-pub use watch::{DEBOUNCE, is_connector_file, rescan, watch};
+pub use watch::{DEBOUNCE, is_connector_file, watch};
 
 use crate::config::{ConfigError, HostConfig, Manifest, valid_source_name};
-use crate::push::PushPolicy;
+
 use crate::runtime::{Code, ComponentCache, Descriptor, Origin, Runtime, Sandbox};
 use crate::store::now_ms;
 use arc_swap::ArcSwap;
@@ -83,6 +89,9 @@ pub struct Registry {
     /// Serializes scans so two rescans never race on one name.
     scan_lock: tokio::sync::Mutex<()>,
     metrics: Arc<crate::metrics::Metrics>,
+    /// Counts scans that changed what is loaded: followers (the pull
+    /// scheduler) watch it instead of the registry calling into them.
+    reloads: tokio::sync::watch::Sender<u64>,
 }
 
 impl Registry {
@@ -105,7 +114,14 @@ impl Registry {
             sources: Mutex::new(HashMap::new()),
             scan_lock: tokio::sync::Mutex::new(()),
             metrics,
+            reloads: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// A receiver that changes after every scan that loaded, replaced or
+    /// unloaded a connector.
+    pub fn reloads(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.reloads.subscribe()
     }
 
     /// The wasmtime runtime that runs every connector.
@@ -207,6 +223,9 @@ impl Registry {
             .map(|c| c.hash.clone())
             .collect();
         self.cache.clean(&in_use);
+        if !changed.is_empty() {
+            self.reloads.send_modify(|n| *n += 1);
+        }
         changed
     }
 

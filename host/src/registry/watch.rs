@@ -9,7 +9,7 @@
 //! half-written fails to compile, keeps the previous version serving, and
 //! is loaded by the rescan that follows the end of the write.
 
-use crate::host::Host;
+use super::Registry;
 use notify_debouncer_full::notify::event::{AccessKind, AccessMode};
 use notify_debouncer_full::notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, new_debouncer};
@@ -47,22 +47,11 @@ fn is_change(kind: &EventKind) -> bool {
     }
 }
 
-/// Rescans the plugins directory and starts pull schedules for new pull
-/// connectors. The one entry point for the watcher, `POST /v1/reload` and
-/// SIGHUP. Returns the names whose loaded version changed.
-pub async fn rescan(host: &Arc<Host>) -> Vec<String> {
-    let changed = host.registry.scan().await;
-    if !changed.is_empty() {
-        host.scheduler.sync(host);
-    }
-    changed
-}
-
 /// Watches the plugins directory until shutdown, rescanning after every
 /// burst of changes. If the directory cannot be watched, logs why and
 /// returns: connectors then change only on `POST /v1/reload` or SIGHUP.
-pub async fn watch(host: Arc<Host>) {
-    let dir = host.config.plugins_dir.clone();
+pub async fn watch(registry: Arc<Registry>, shutdown: tokio_util::sync::CancellationToken) {
+    let dir = registry.config.plugins_dir.clone();
     let wake = Arc::new(Notify::new());
     let waker = wake.clone();
     let handler = move |result: DebounceEventResult| match result {
@@ -98,9 +87,9 @@ pub async fn watch(host: Arc<Host>) {
     loop {
         tokio::select! {
             _ = wake.notified() => {}
-            _ = host.shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => break,
         }
-        let changed = rescan(&host).await;
+        let changed = registry.scan().await;
         if !changed.is_empty() {
             tracing::debug!(changed = ?changed, "Plugins directory rescanned.");
         }

@@ -22,7 +22,7 @@ pub use sandbox::Sandbox;
 pub use state::HostState;
 pub use wait::{MARGIN_FLOOR, MIN_SOURCE_DEADLINE};
 
-use crate::store::NewEvent;
+use crate::event::Event;
 use bindings::{Plugin, PluginPre, types};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -217,14 +217,14 @@ pub struct Reply {
 /// What `on-push` returned.
 #[derive(Debug, Clone, Default)]
 pub struct PushResult {
-    pub events: Vec<NewEvent>,
+    pub events: Vec<Event>,
     pub reply: Option<Reply>,
 }
 
 /// What `pull` returned.
 #[derive(Debug, Clone, Default)]
 pub struct PullResult {
-    pub events: Vec<NewEvent>,
+    pub events: Vec<Event>,
     pub checkpoint: Option<String>,
     pub has_more: bool,
 }
@@ -604,10 +604,7 @@ impl WasmKind {
     }
 }
 
-fn convert_events(
-    events: Vec<types::Event>,
-    sandbox: &Sandbox,
-) -> Result<Vec<NewEvent>, CallError> {
+fn convert_events(events: Vec<types::Event>, sandbox: &Sandbox) -> Result<Vec<Event>, CallError> {
     if events.len() > sandbox.max_events_per_call as usize {
         return Err(CallError::Output(format!(
             "{} events in one call; the limit is {}",
@@ -624,7 +621,7 @@ fn convert_events(
     }
     Ok(events
         .into_iter()
-        .map(|e| NewEvent {
+        .map(|e| Event {
             id: e.id,
             key: e.key,
             time_ms: e.time_ms,

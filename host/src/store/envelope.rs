@@ -1,7 +1,9 @@
-//! The NDJSON envelope of DESIGN §5, rendered once when an event is
-//! accepted so that reads stream stored bytes without re-encoding.
+//! The NDJSON envelope a stream read returns (README.md shows one in "A
+//! session with curl"), rendered once when an event is accepted so that
+//! reads stream stored bytes without re-encoding.
 
 use super::PreparedEvent;
+use crate::event::Event;
 use base64::Engine as _;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -13,17 +15,6 @@ use std::collections::BTreeMap;
 pub enum Mode {
     Push,
     Pull,
-}
-
-/// An event as a connector produced it.
-#[derive(Debug, Clone, Default)]
-pub struct NewEvent {
-    pub id: Option<String>,
-    pub key: Option<String>,
-    pub time_ms: Option<u64>,
-    pub payload: Vec<u8>,
-    pub content_type: Option<String>,
-    pub attributes: Vec<(String, String)>,
 }
 
 #[derive(Serialize)]
@@ -56,7 +47,7 @@ pub(crate) fn is_json(content_type: &str) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-impl NewEvent {
+impl Event {
     /// Renders everything of the envelope but the offset.
     pub fn prepare(
         &self,
@@ -143,14 +134,14 @@ pub(crate) fn received_ms(value: &[u8]) -> Option<u64> {
 mod tests {
     use super::*;
 
-    fn render(ev: NewEvent) -> serde_json::Value {
+    fn render(ev: Event) -> serde_json::Value {
         let p = ev.prepare("github", Mode::Push, "github@1.0.0+sha256:ab", None, 7);
         serde_json::from_slice(&line(42, &p.tail)).unwrap()
     }
 
     #[test]
     fn json_payload_is_embedded() {
-        let v = render(NewEvent {
+        let v = render(Event {
             id: Some("d1".into()),
             payload: b"{\n  \"a\": 1\n}".to_vec(),
             attributes: vec![("event".into(), "push".into())],
@@ -165,7 +156,7 @@ mod tests {
 
     #[test]
     fn rendered_line_has_no_newline() {
-        let p = NewEvent {
+        let p = Event {
             payload: b"[1,\n2]".to_vec(),
             ..Default::default()
         }
@@ -177,7 +168,7 @@ mod tests {
     fn deep_or_out_of_range_json_over_several_lines_does_not_panic() {
         let deep = format!("{}\n{}", "[".repeat(200), "]".repeat(200));
         for payload in [deep.as_str(), "{\"a\":\n1e400}"] {
-            let p = NewEvent {
+            let p = Event {
                 payload: payload.as_bytes().to_vec(),
                 ..Default::default()
             }
@@ -189,13 +180,13 @@ mod tests {
 
     #[test]
     fn other_payloads_are_base64() {
-        let v = render(NewEvent {
+        let v = render(Event {
             payload: b"not json".to_vec(),
             ..Default::default()
         });
         assert_eq!(v["payload_base64"], "bm90IGpzb24=");
         assert!(v.get("payload").is_none());
-        let v = render(NewEvent {
+        let v = render(Event {
             payload: b"{}".to_vec(),
             content_type: Some("text/plain".into()),
             ..Default::default()

@@ -21,7 +21,8 @@ mod jetstream;
 mod signals;
 mod sled;
 
-pub use envelope::{Mode, NewEvent};
+pub use crate::event::Event;
+pub use envelope::Mode;
 pub use jetstream::JetStreamStore;
 pub use signals::CommitSignals;
 pub use sled::SledStore;

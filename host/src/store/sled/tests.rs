@@ -1,11 +1,11 @@
 //! Unit tests of the sled store: group commit, dedup, idempotency, retention.
 
 use super::*;
-use crate::store::{Mode, NewEvent};
+use crate::store::{Event, Mode};
 use std::time::Duration;
 
 fn event(id: Option<&str>) -> crate::store::PreparedEvent {
-    NewEvent {
+    Event {
         id: id.map(str::to_string),
         payload: b"{\"x\":1}".to_vec(),
         ..Default::default()
@@ -121,7 +121,7 @@ async fn concurrent_commits_get_distinct_increasing_offsets() {
 async fn a_read_page_is_bounded_in_bytes_but_never_empty() {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path(), false).unwrap();
-    let big = NewEvent {
+    let big = Event {
         payload: vec![b'x'; 5 << 20],
         content_type: Some("application/octet-stream".into()),
         ..Default::default()
