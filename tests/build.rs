@@ -1,7 +1,8 @@
 //! Builds every example connector and test fixture for wasm32-wasip2, once
 //! per test build, and exports their paths as constants (`plugins.rs` in
-//! OUT_DIR), as wasmtime's test-programs do. A fixture that no test names
-//! is a dead constant, which `deny(dead_code)` in the test crate reports.
+//! OUT_DIR), as wasmtime's test-programs do. Every crate under `plugins/`
+//! and `tests/fixtures/` is built, whether or not a test names it (the
+//! constants are `pub`, so an unused one is not reported).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
