@@ -9,6 +9,16 @@ use std::time::Duration;
 pub type Body = http_body_util::Full<Bytes>;
 pub type Resp = http::Response<Body>;
 
+/// 404 for a source (connector file stem) that has no connector loaded:
+/// the one answer for `/ingest/{source}` and `/v1/connectors/{name}`.
+pub fn unknown_source(name: &str) -> Resp {
+    error(
+        StatusCode::NOT_FOUND,
+        "unknown_source",
+        &format!("no connector is loaded for source `{name}`"),
+    )
+}
+
 pub fn json(status: StatusCode, value: &serde_json::Value) -> Resp {
     let mut resp = http::Response::new(Body::from(
         serde_json::to_vec(value).expect("JSON value serializes"),

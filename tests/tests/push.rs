@@ -117,8 +117,12 @@ async fn unknown_source_is_404_with_the_error_shape() {
     let (status, body, _) = host.post_json("/ingest/nope", "{}", &[]).await;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "unknown_source");
-    let (status, body) = host.get_json("/v1/streams/nope/events").await;
-    assert_eq!(status, 404, "{body}");
+    // One code for an unknown source on every route that names one.
+    for path in ["/v1/streams/nope/events", "/v1/connectors/nope"] {
+        let (status, body) = host.get_json(path).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "unknown_source", "{path}: {body}");
+    }
 }
 
 #[tokio::test]

@@ -96,23 +96,15 @@ pub async fn list(api: &Api) -> Resp {
 pub async fn show(api: &Api, name: &str) -> Resp {
     let connector = api.registry.get(name);
     if connector.is_none() && !api.registry.known_sources().iter().any(|n| n == name) {
-        return not_found(name);
+        return reply::unknown_source(name);
     }
     reply::json(StatusCode::OK, &status(api, name, connector.as_ref()).await)
-}
-
-fn not_found(name: &str) -> Resp {
-    reply::error(
-        StatusCode::NOT_FOUND,
-        "unknown_connector",
-        &format!("no connector named `{name}` is loaded"),
-    )
 }
 
 /// `POST /v1/connectors/{name}/resume`: lifts a quarantine.
 pub fn resume(api: &Api, name: &str) -> Resp {
     if api.registry.get(name).is_none() {
-        return not_found(name);
+        return reply::unknown_source(name);
     }
     let was = api.registry.source(name).resume();
     tracing::info!(connector = %name, was_quarantined = was, "Connector resumed by the operator.");
@@ -124,7 +116,7 @@ pub fn resume(api: &Api, name: &str) -> Resp {
 
 pub async fn pull_now(api: &Api, name: &str) -> Resp {
     let Some(connector) = api.registry.get(name) else {
-        return not_found(name);
+        return reply::unknown_source(name);
     };
     if !connector.descriptor.pull {
         return reply::error(
@@ -147,7 +139,7 @@ pub async fn pull_now(api: &Api, name: &str) -> Resp {
 
 pub async fn checkpoint(api: &Api, name: &str, req: http::Request<Incoming>) -> Resp {
     if api.registry.get(name).is_none() && !api.registry.known_sources().iter().any(|n| n == name) {
-        return not_found(name);
+        return reply::unknown_source(name);
     }
     let partition = super::query_pairs(req.uri().query())
         .into_iter()

@@ -62,11 +62,7 @@ async fn handle_inner(
     req: http::Request<Incoming>,
 ) -> Resp {
     let Some(connector) = ingest.registry.get(source) else {
-        return reply::error(
-            StatusCode::NOT_FOUND,
-            "unknown_source",
-            &format!("no connector is loaded for source `{source}`"),
-        );
+        return reply::unknown_source(source);
     };
     let state = ingest.registry.source(source);
     let rejected = |r: Resp| {
