@@ -130,23 +130,9 @@ impl Metrics {
         }
     }
 
-    /// Counts one push answered with `status` after `elapsed`.
-    pub fn push(&self, source: &str, status: u16, elapsed: Duration) {
-        let outcome = match status {
-            202 | 201 | 204 => "accepted",
-            200 => "duplicate",
-            400 => "invalid",
-            401 => "unauthorized",
-            405 => "push_disabled",
-            408 => "timeout",
-            409 => "in_flight",
-            413 => "too_large",
-            422 => "too_many_events",
-            429 => "rate_limited",
-            503 => "overloaded",
-            s if s >= 500 => "failed",
-            _ => "other",
-        };
+    /// Counts one push with its outcome (`accepted`, `duplicate`, or the
+    /// refusal's [`crate::reply::ApiError::outcome`]) after `elapsed`.
+    pub fn push(&self, source: &str, outcome: &str, elapsed: Duration) {
         self.push_requests
             .get_or_create(&SourceOutcome {
                 source: source.to_string(),

@@ -1,5 +1,7 @@
 //! Building HTTP responses. Every error a client sees has one shape,
-//! produced here: `{"error":{"code":"...","message":"..."}}`.
+//! produced here: `{"error":{"code":"...","message":"..."}}`. The push
+//! path's errors are typed ([`ApiError`]): status, code, message,
+//! `Retry-After` and the metrics outcome come from one place.
 
 use crate::store::StoreError;
 use bytes::Bytes;
@@ -54,10 +56,14 @@ pub fn overloaded(message: &str) -> Resp {
     r
 }
 
+/// A wait as `Retry-After` seconds: whole seconds, rounded up, at least 1.
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 /// 429 with `Retry-After` in whole seconds, rounded up.
 pub fn rate_limited(wait: Duration) -> Resp {
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    let secs = secs.max(1);
+    let secs = retry_after_secs(wait);
     let mut r = error(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limited",
@@ -78,4 +84,235 @@ pub fn store_failed(err: &StoreError) -> Resp {
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     r
+}
+
+/// Why a push request was not stored: every refusal and failure of the
+/// push path, rendered by [`ApiError::into_response`] and counted by
+/// [`ApiError::outcome`].
+#[derive(Debug)]
+pub enum ApiError {
+    /// No connector is loaded for the source (404).
+    UnknownSource(String),
+    /// The connector has no push mode (405).
+    PushDisabled(String),
+    /// The connector sits out a quarantine until `wait` has passed (503).
+    Quarantined { source: String, wait: Duration },
+    /// The body is over `max_body_bytes` (413).
+    BodyTooLarge { max: u64 },
+    /// The body could not be read (400).
+    BodyUnreadable(String),
+    /// The body did not arrive within `body_read_timeout` (408).
+    BodyTimeout,
+    /// The request did not authenticate (401, no detail).
+    Unauthorized,
+    /// A slot or budget is exhausted; retry in a second (503).
+    Overloaded(String),
+    /// The source's rate limit; retry after `wait` (429).
+    RateLimited(Duration),
+    /// A request with the same idempotency key is in flight (409).
+    InFlight,
+    /// The store failed; nothing was acknowledged (503).
+    Store(StoreError),
+    /// The connector refused the request as invalid (400).
+    Invalid(String),
+    /// The connector refused the request's credentials (401).
+    ConnectorUnauthorized(String),
+    /// The connector's source is unavailable, or it waited on its source
+    /// past the deadline (503, `Retry-After: 1`); `timeout` tells which.
+    Unavailable { message: String, timeout: bool },
+    /// The connector reported an error of its own (500).
+    ConnectorError(String),
+    /// One request made more events than a push may store (422).
+    TooManyEvents(String),
+    /// The connector failed: trap, deadline, limit (500).
+    ConnectorFailed {
+        class: &'static str,
+        message: String,
+    },
+    /// The connector's own reply is not valid HTTP (500).
+    BadReply,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::UnknownSource(_) => StatusCode::NOT_FOUND,
+            ApiError::PushDisabled(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyUnreadable(_) | ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Unauthorized | ApiError::ConnectorUnauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::InFlight => StatusCode::CONFLICT,
+            ApiError::TooManyEvents(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Quarantined { .. }
+            | ApiError::Overloaded(_)
+            | ApiError::Store(_)
+            | ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ConnectorError(_) | ApiError::ConnectorFailed { .. } | ApiError::BadReply => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    /// The `error.code` of the response body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::UnknownSource(_) => "unknown_source",
+            ApiError::PushDisabled(_) => "push_disabled",
+            ApiError::Quarantined { .. } => "quarantined",
+            ApiError::BodyTooLarge { .. } => "body_too_large",
+            ApiError::BodyUnreadable(_) => "bad_request",
+            ApiError::BodyTimeout => "body_timeout",
+            ApiError::Unauthorized | ApiError::ConnectorUnauthorized(_) => "unauthorized",
+            ApiError::Overloaded(_) => "overloaded",
+            ApiError::RateLimited(_) => "rate_limited",
+            ApiError::InFlight => "in_flight",
+            ApiError::Store(_) => "store_unavailable",
+            ApiError::Invalid(_) => "invalid",
+            ApiError::Unavailable { .. } => "unavailable",
+            ApiError::ConnectorError(_) => "connector_error",
+            ApiError::TooManyEvents(_) => "too_many_events",
+            ApiError::ConnectorFailed { .. } => "connector_failed",
+            ApiError::BadReply => "bad_reply",
+        }
+    }
+
+    /// The `outcome` label of `inlet_push_requests_total`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            ApiError::BodyTooLarge { .. } => "too_large",
+            ApiError::BodyTimeout => "timeout",
+            ApiError::Unavailable { timeout: true, .. } => "source_timeout",
+            ApiError::ConnectorError(_) | ApiError::ConnectorFailed { .. } | ApiError::BadReply => {
+                "failed"
+            }
+            other => other.code(),
+        }
+    }
+
+    /// How long the client should wait before retrying, if it should.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::Quarantined { wait, .. } | ApiError::RateLimited(wait) => Some(*wait),
+            ApiError::Overloaded(_) | ApiError::Store(_) | ApiError::Unavailable { .. } => {
+                Some(Duration::from_secs(1))
+            }
+            _ => None,
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            ApiError::UnknownSource(s) => format!("no connector is loaded for source `{s}`"),
+            ApiError::PushDisabled(s) => format!("connector `{s}` does not accept push requests"),
+            ApiError::Quarantined { source, wait } => format!(
+                "connector `{source}` is quarantined after repeated failures; retry in {} s",
+                retry_after_secs(*wait)
+            ),
+            ApiError::BodyTooLarge { max } => {
+                format!("the request body is larger than the limit of {max} bytes")
+            }
+            ApiError::BodyUnreadable(e) => format!("could not read the request body: {e}"),
+            ApiError::BodyTimeout => "the request body did not arrive in time".into(),
+            ApiError::Unauthorized => "the request could not be authenticated".into(),
+            ApiError::RateLimited(wait) => format!(
+                "rate limit exceeded; retry in {} s",
+                retry_after_secs(*wait)
+            ),
+            ApiError::InFlight => {
+                "a request with the same idempotency key is being processed; retry later".into()
+            }
+            ApiError::Store(_) => "the event store could not complete the write; nothing was acknowledged (retry with the same Idempotency-Key: a retry is stored once)".into(),
+            ApiError::Overloaded(m)
+            | ApiError::Invalid(m)
+            | ApiError::ConnectorUnauthorized(m)
+            | ApiError::Unavailable { message: m, .. }
+            | ApiError::ConnectorError(m)
+            | ApiError::TooManyEvents(m) => m.clone(),
+            ApiError::ConnectorFailed { class, message } => {
+                format!("the connector failed ({class}): {message}")
+            }
+            ApiError::BadReply => "the connector's reply is not valid HTTP".into(),
+        }
+    }
+
+    /// The response: the one error shape, with `Retry-After` when the
+    /// client should come back.
+    pub fn into_response(self) -> Resp {
+        if let ApiError::Store(err) = &self {
+            tracing::error!(error = %err, "Store operation failed.");
+        }
+        let mut r = error(self.status(), self.code(), &self.message());
+        if let Some(wait) = self.retry_after() {
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs(wait)),
+            );
+        }
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_refusal_has_its_own_outcome_and_retry_after() {
+        let cases = [
+            (ApiError::Overloaded("x".into()), 503, "overloaded", Some(1)),
+            (
+                ApiError::Quarantined {
+                    source: "s".into(),
+                    wait: Duration::from_millis(2_100),
+                },
+                503,
+                "quarantined",
+                Some(3),
+            ),
+            (
+                ApiError::Store(StoreError::Closed),
+                503,
+                "store_unavailable",
+                Some(1),
+            ),
+            (
+                ApiError::Unavailable {
+                    message: "db down".into(),
+                    timeout: false,
+                },
+                503,
+                "unavailable",
+                Some(1),
+            ),
+            (
+                ApiError::Unavailable {
+                    message: "slow".into(),
+                    timeout: true,
+                },
+                503,
+                "source_timeout",
+                Some(1),
+            ),
+            (
+                ApiError::RateLimited(Duration::from_millis(10)),
+                429,
+                "rate_limited",
+                Some(1),
+            ),
+            (ApiError::BodyTooLarge { max: 1 }, 413, "too_large", None),
+            (ApiError::Invalid("bad".into()), 400, "invalid", None),
+        ];
+        for (err, status, outcome, retry) in cases {
+            assert_eq!(err.outcome(), outcome, "{err:?}");
+            let resp = err.into_response();
+            assert_eq!(resp.status().as_u16(), status, "{outcome}");
+            let got = resp
+                .headers()
+                .get(header::RETRY_AFTER)
+                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+            assert_eq!(got, retry, "{outcome}");
+        }
+    }
 }

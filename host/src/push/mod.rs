@@ -12,7 +12,7 @@ use crate::config::Limits;
 use crate::conns::Admission;
 use crate::metrics::Metrics;
 use crate::registry::{Counters, Registry};
-use crate::reply::{self, Body, Resp};
+use crate::reply::{self, ApiError, Body, Resp};
 use crate::runtime::{CallError, ConnectorError, PushRequest};
 use crate::store::{Commit, CommitOutcome, Mode, PushRecord, Store, StoredReply, now_ms};
 use bytes::Bytes;
@@ -46,13 +46,22 @@ pub async fn handle(
 ) -> Resp {
     let started = std::time::Instant::now();
     let known = ingest.registry.get(source).is_some();
-    let resp = handle_inner(ingest, source, rest, req).await;
+    let (outcome, resp) = match handle_inner(ingest, source, rest, req).await {
+        Ok(Pushed::Stored(resp)) => ("accepted", resp),
+        Ok(Pushed::Duplicate(resp)) => ("duplicate", resp),
+        Err(err) => (err.outcome(), err.into_response()),
+    };
     if known {
-        ingest
-            .metrics
-            .push(source, resp.status().as_u16(), started.elapsed());
+        ingest.metrics.push(source, outcome, started.elapsed());
     }
     resp
+}
+
+/// A push answered with success: stored now, or stored by an earlier
+/// request with the same idempotency key.
+enum Pushed {
+    Stored(Resp),
+    Duplicate(Resp),
 }
 
 async fn handle_inner(
@@ -60,24 +69,23 @@ async fn handle_inner(
     source: &str,
     rest: &str,
     req: http::Request<Incoming>,
-) -> Resp {
+) -> Result<Pushed, ApiError> {
     let Some(connector) = ingest.registry.get(source) else {
-        return reply::unknown_source(source);
+        return Err(ApiError::UnknownSource(source.to_string()));
     };
     let state = ingest.registry.source(source);
-    let rejected = |r: Resp| {
+    let rejected = |e: ApiError| {
         Counters::add(&state.counters.push_rejected, 1);
-        r
+        Err(e)
     };
     if !connector.descriptor.push {
-        return rejected(reply::error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "push_disabled",
-            &format!("connector `{source}` does not accept push requests"),
-        ));
+        return rejected(ApiError::PushDisabled(source.to_string()));
     }
     if let Some(wait) = state.quarantined(&connector.sandbox) {
-        return rejected(quarantined(source, wait));
+        return rejected(ApiError::Quarantined {
+            source: source.to_string(),
+            wait,
+        });
     }
     let peer = req
         .extensions()
@@ -92,7 +100,7 @@ async fn handle_inner(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > max) {
-        return rejected(too_large(max));
+        return rejected(ApiError::BodyTooLarge { max });
     }
     let verifier = &connector.push.verifier;
     // A bearer token is checked before the body is read. Any other body is
@@ -101,7 +109,7 @@ async fn handle_inner(
     // bodies exhaust their own address's share, nobody else's.
     let unauthenticated = if verifier.authenticates_by_headers() {
         if !verifier.verify(&parts.headers, &[]) {
-            return rejected(unauthorized());
+            return rejected(ApiError::Unauthorized);
         }
         None
     } else {
@@ -111,14 +119,17 @@ async fn handle_inner(
         {
             Ok(grant) => Some(grant),
             Err(why) => {
-                return rejected(reply::overloaded(match why {
-                    crate::conns::Refused::Peer => {
-                        "too many unauthenticated request bytes in flight from this address"
+                return rejected(ApiError::Overloaded(
+                    match why {
+                        crate::conns::Refused::Peer => {
+                            "too many unauthenticated request bytes in flight from this address"
+                        }
+                        crate::conns::Refused::Total => {
+                            "too many unauthenticated request bytes in flight"
+                        }
                     }
-                    crate::conns::Refused::Total => {
-                        "too many unauthenticated request bytes in flight"
-                    }
-                }));
+                    .into(),
+                ));
             }
         }
     };
@@ -130,43 +141,31 @@ async fn handle_inner(
     {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => {
-            return rejected(too_large(max));
+            return rejected(ApiError::BodyTooLarge { max });
         }
-        Ok(Err(err)) => {
-            return rejected(reply::error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                &format!("could not read the request body: {err}"),
-            ));
-        }
-        Err(_) => {
-            return rejected(reply::error(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                "the request body did not arrive in time",
-            ));
-        }
+        Ok(Err(err)) => return rejected(ApiError::BodyUnreadable(err.to_string())),
+        Err(_) => return rejected(ApiError::BodyTimeout),
     };
 
     if !verifier.verify(&parts.headers, &body) {
-        return rejected(unauthorized());
+        return rejected(ApiError::Unauthorized);
     }
     drop(unauthenticated);
     // Push slots (host-wide and the source's own) and rate tokens are spent
     // only on authentic requests whose body has arrived, so anonymous or
     // slow traffic cannot starve the real sender.
     let Ok(_global) = ingest.slots.clone().try_acquire_owned() else {
-        return rejected(reply::overloaded(
-            "the host has too many push requests in flight",
+        return rejected(ApiError::Overloaded(
+            "the host has too many push requests in flight".into(),
         ));
     };
     let Some(_local) = connector.push.try_slot() else {
-        return rejected(reply::overloaded(&format!(
+        return rejected(ApiError::Overloaded(format!(
             "source `{source}` has too many push requests in flight"
         )));
     };
     if let Err(wait) = connector.push.check_rate() {
-        return rejected(reply::rate_limited(wait));
+        return rejected(ApiError::RateLimited(wait));
     }
 
     let key = connector.push.idempotency_key(&parts.headers);
@@ -176,11 +175,7 @@ async fn handle_inner(
     let _claim = match &key {
         Some(key) => {
             let Some(claim) = state.claim_key(key) else {
-                return rejected(reply::error(
-                    StatusCode::CONFLICT,
-                    "in_flight",
-                    "a request with the same idempotency key is being processed; retry later",
-                ));
+                return rejected(ApiError::InFlight);
             };
             match ingest.store.idempotency(source, key).await {
                 Ok(Some(record)) => {
@@ -188,7 +183,7 @@ async fn handle_inner(
                     return duplicate(&record);
                 }
                 Ok(None) => {}
-                Err(err) => return reply::store_failed(&err),
+                Err(err) => return Err(ApiError::Store(err)),
             }
             Some(claim)
         }
@@ -220,9 +215,7 @@ async fn handle_inner(
     }
     let result = match outcome {
         Ok(r) => r,
-        Err(err) => {
-            return call_failed(source, &state, err);
-        }
+        Err(err) => return Err(call_failed(source, &state, err)),
     };
     let events = result
         .events
@@ -256,8 +249,8 @@ async fn handle_inner(
             Counters::add(&state.counters.push_accepted, 1);
             Counters::add(&state.counters.events_push, record.events as u64);
             Counters::add(&state.counters.events_deduplicated, dropped as u64);
-            match stored_reply {
-                Some(r) => connector_reply(&r, false),
+            Ok(Pushed::Stored(match stored_reply {
+                Some(r) => connector_reply(&r, false)?,
                 None => reply::json(
                     StatusCode::ACCEPTED,
                     &serde_json::json!({
@@ -268,36 +261,20 @@ async fn handle_inner(
                         "duplicate_events": dropped,
                     }),
                 ),
-            }
+            }))
         }
         Ok(CommitOutcome::Duplicate(record)) => {
             Counters::add(&state.counters.push_duplicate, 1);
             duplicate(&record)
         }
-        Err(err) => reply::store_failed(&err),
+        Err(err) => Err(ApiError::Store(err)),
     }
 }
 
-fn unauthorized() -> Resp {
-    reply::error(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "the request could not be authenticated",
-    )
-}
-
-fn too_large(max: u64) -> Resp {
-    reply::error(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
-        &format!("the request body is larger than the limit of {max} bytes"),
-    )
-}
-
 /// The original answer to a repeated idempotency key.
-fn duplicate(record: &PushRecord) -> Resp {
+fn duplicate(record: &PushRecord) -> Result<Pushed, ApiError> {
     if let Some(r) = &record.reply {
-        return connector_reply(r, true);
+        return connector_reply(r, true).map(Pushed::Duplicate);
     }
     let mut resp = reply::json(
         StatusCode::OK,
@@ -312,10 +289,10 @@ fn duplicate(record: &PushRecord) -> Resp {
         "idempotent-replayed",
         http::HeaderValue::from_static("true"),
     );
-    resp
+    Ok(Pushed::Duplicate(resp))
 }
 
-fn connector_reply(r: &StoredReply, replayed: bool) -> Resp {
+fn connector_reply(r: &StoredReply, replayed: bool) -> Result<Resp, ApiError> {
     let mut builder =
         http::Response::builder().status(StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK));
     for (k, v) in &r.headers {
@@ -331,100 +308,54 @@ fn connector_reply(r: &StoredReply, replayed: bool) -> Resp {
     }
     builder
         .body(Body::from(Bytes::from(r.body.clone())))
-        .unwrap_or_else(|_| {
-            reply::error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "bad_reply",
-                "the connector's reply is not valid HTTP",
-            )
-        })
+        .map_err(|_| ApiError::BadReply)
 }
 
-/// 503 while the connector sits out a quarantine, with `Retry-After` at
-/// its end.
-fn quarantined(source: &str, wait: Duration) -> Resp {
-    let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
-    let mut r = reply::error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "quarantined",
-        &format!("connector `{source}` is quarantined after repeated failures; retry in {secs} s"),
-    );
-    r.headers_mut()
-        .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
-    r
-}
-
-fn call_failed(source: &str, state: &crate::registry::SourceState, err: CallError) -> Resp {
+fn call_failed(source: &str, state: &crate::registry::SourceState, err: CallError) -> ApiError {
     let counters = &state.counters;
     match err {
         CallError::Connector(e) => {
             Counters::add(&counters.push_rejected, 1);
-            let (status, code, message) = match &e {
-                ConnectorError::Invalid(m) => (StatusCode::BAD_REQUEST, "invalid", m.clone()),
-                ConnectorError::Unauthorized(m) => {
-                    (StatusCode::UNAUTHORIZED, "unauthorized", m.clone())
-                }
-                ConnectorError::Unavailable(m) => {
-                    let mut r = reply::error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m);
-                    r.headers_mut().insert(
-                        http::header::RETRY_AFTER,
-                        http::HeaderValue::from_static("1"),
-                    );
-                    return r;
-                }
+            match e {
+                ConnectorError::Invalid(m) => ApiError::Invalid(m),
+                ConnectorError::Unauthorized(m) => ApiError::ConnectorUnauthorized(m),
+                ConnectorError::Unavailable(m) => ApiError::Unavailable {
+                    message: m,
+                    timeout: false,
+                },
                 ConnectorError::RateLimited(s) => {
-                    return reply::rate_limited(Duration::from_secs(s.unwrap_or(1).into()));
+                    ApiError::RateLimited(Duration::from_secs(s.unwrap_or(1).into()))
                 }
-                ConnectorError::Other(m) => (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "connector_error",
-                    m.clone(),
-                ),
-            };
-            reply::error(status, code, &message)
+                ConnectorError::Other(m) => ApiError::ConnectorError(m),
+            }
         }
         CallError::Overloaded => {
             Counters::add(&counters.push_rejected, 1);
-            reply::overloaded("no connector instance slot is free")
+            ApiError::Overloaded("no connector instance slot is free".into())
         }
         CallError::Output(limit) => {
             Counters::add(&counters.push_rejected, 1);
-            reply::error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "too_many_events",
-                &format!(
-                    "the request makes more than one push may store ({limit}); send fewer or smaller items per request"
-                ),
-            )
+            ApiError::TooManyEvents(format!(
+                "the request makes more than one push may store ({limit}); send fewer or smaller items per request"
+            ))
         }
         err @ CallError::SourceTimeout { .. } => {
             Counters::add(&counters.push_rejected, 1);
             tracing::warn!(connector = %source, class = err.class(), error = %err, "Push call timed out waiting on its source.");
             state.set_error(Some(format!("on-push {err}")));
-            let mut r = reply::error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                &err.public_message(),
-            );
-            r.headers_mut().insert(
-                http::header::RETRY_AFTER,
-                http::HeaderValue::from_static("1"),
-            );
-            r
+            ApiError::Unavailable {
+                message: err.public_message(),
+                timeout: true,
+            }
         }
         other => {
             Counters::add(&counters.push_failed, 1);
             tracing::warn!(connector = %source, class = other.class(), error = %other, "Push call failed.");
             state.set_error(Some(format!("on-push {other}")));
-            reply::error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "connector_failed",
-                &format!(
-                    "the connector failed ({}): {}",
-                    other.class(),
-                    other.public_message()
-                ),
-            )
+            ApiError::ConnectorFailed {
+                class: other.class(),
+                message: other.public_message(),
+            }
         }
     }
 }
