@@ -73,10 +73,10 @@ impl Default for PushSection {
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
-    /// Sustained requests per second.
-    pub per_second: u32,
-    /// Requests allowed at once above the sustained rate.
-    pub burst: u32,
+    /// Sustained requests per second (0 does not parse).
+    pub per_second: std::num::NonZeroU32,
+    /// Requests allowed at once above the sustained rate (0 does not parse).
+    pub burst: std::num::NonZeroU32,
 }
 
 /// The authentication schemes of `[push] auth`.
@@ -386,15 +386,6 @@ impl Manifest {
                 "`initial` must be positive and not greater than `max`",
             ));
         }
-        if let Some(rl) = self.push.rate_limit
-            && (rl.per_second == 0 || rl.burst == 0)
-        {
-            return Err(ConfigError::invalid(
-                path,
-                "push.rate_limit",
-                "`per_second` and `burst` must be greater than 0",
-            ));
-        }
         if self.push.max_in_flight == Some(0) {
             return Err(ConfigError::invalid(
                 path,
@@ -551,6 +542,17 @@ batch = 1000
             err.contains("plugins.d/x.toml") && err.contains("idempotency_heder"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_zero_rate_limit_does_not_parse_and_says_where() {
+        for bad in ["per_second = 0, burst = 5", "per_second = 5, burst = 0"] {
+            let err = parse(&format!("[push]\nrate_limit = {{ {bad} }}\n")).unwrap_err();
+            assert!(
+                err.contains("line 2") && err.contains("nonzero"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

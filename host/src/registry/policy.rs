@@ -6,7 +6,6 @@ use governor::clock::{Clock, DefaultClock};
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use http::HeaderMap;
-use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,11 +36,9 @@ impl PushPolicy {
                 })
             })
             .transpose()?;
-        let limiter = push.rate_limit.map(|rl| {
-            let per_second = NonZeroU32::new(rl.per_second).expect("validated");
-            let burst = NonZeroU32::new(rl.burst).expect("validated");
-            RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst))
-        });
+        let limiter = push
+            .rate_limit
+            .map(|rl| RateLimiter::direct(Quota::per_second(rl.per_second).allow_burst(rl.burst)));
         Ok(PushPolicy {
             verifier: Verifier::build(&push.auth, path)?,
             idempotency_header,

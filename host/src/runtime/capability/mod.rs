@@ -17,6 +17,10 @@
 //! Refused: `wasi:sockets/*` (outbound traffic goes through wasi:http only)
 //! and every other interface or top-level function.
 
+pub(crate) mod host_api;
+pub(crate) mod outbound;
+pub(crate) mod sql;
+
 use serde::Serialize;
 use std::fmt;
 use wasmtime::Engine;

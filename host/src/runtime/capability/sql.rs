@@ -14,10 +14,9 @@
 //! message), `unauthorized` for refused credentials, `unavailable` for
 //! connection, pool and timeout failures.
 
-use super::bindings::{sql as wit, types};
-use super::state::HostState;
-use super::wait::source_budget;
 use crate::config::{ConfigError, SandboxSection, SecretRef};
+use crate::runtime::bindings::{sql as wit, types};
+use crate::runtime::wait::{self, SourceWaits, source_budget};
 use bytes::{BufMut, BytesMut};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod};
 use futures::TryStreamExt;
@@ -71,7 +70,13 @@ impl SqlConnection {
             let (url_key, source) = match (&spec.url_env, &spec.url_file) {
                 (Some(var), _) => (format!("{key}.url_env"), SecretRef::Env(var.clone())),
                 (None, Some(file)) => (format!("{key}.url_file"), SecretRef::File(file.clone())),
-                (None, None) => unreachable!("validated by Manifest::parse"),
+                (None, None) => {
+                    return Err(ConfigError::invalid(
+                        manifest_path,
+                        &key,
+                        "needs `url_env` or `url_file`",
+                    ));
+                }
             };
             let url = source
                 .read(manifest_path.parent().unwrap_or(Path::new(".")))
@@ -254,14 +259,24 @@ impl SqlConnection {
     }
 }
 
-impl wit::Host for HostState {
+/// Per-call state of the `sql` interface: the connector's grants (in its
+/// sandbox), the call's deadline and the waits it records.
+pub(crate) struct Sql {
+    pub(crate) connector: Arc<str>,
+    /// `[sandbox.sql.NAME]` grants, by NAME.
+    pub(crate) grants: Arc<BTreeMap<String, Arc<SqlConnection>>>,
+    pub(crate) deadline: Instant,
+    pub(crate) waits: Arc<SourceWaits>,
+}
+
+impl wit::Host for Sql {
     async fn query(
         &mut self,
         connection: String,
         statement: String,
         params: Vec<wit::Value>,
     ) -> Result<wit::Rows, types::Error> {
-        let Some(conn) = self.sandbox.sql.get(&connection).cloned() else {
+        let Some(conn) = self.grants.get(&connection).cloned() else {
             return Err(types::Error::Invalid(format!(
                 "no sql grant for connection `{connection}`"
             )));
@@ -272,7 +287,7 @@ impl wit::Host for HostState {
         // even its answer is late, this ends the wait halfway through the
         // margin, so the guest still has time to return `unavailable`.
         let left = deadline.saturating_duration_since(started);
-        let left = left.saturating_sub(super::wait::margin(left) / 2);
+        let left = left.saturating_sub(wait::margin(left) / 2);
         let _waiting = self.waits.enter(format!("sql connection `{connection}`"));
         let result =
             match tokio::time::timeout(left, conn.query(&statement, params, deadline)).await {
@@ -281,14 +296,14 @@ impl wit::Host for HostState {
             };
         match &result {
             Ok(rows) => tracing::debug!(
-                connector = %self.sandbox.name,
+                connector = %self.connector,
                 connection = %connection,
                 rows = rows.rows.len(),
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "SQL query answered."
             ),
             Err(e) => tracing::debug!(
-                connector = %self.sandbox.name,
+                connector = %self.connector,
                 connection = %connection,
                 error = ?e,
                 "SQL query failed."
