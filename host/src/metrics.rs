@@ -1,12 +1,17 @@
-//! Prometheus metrics. Labelled counters and histograms live in one
-//! `prometheus-client` registry owned by the host; per-source counters that
-//! status also shows are kept as atomics in
-//! [`SourceState`](crate::registry::SourceState) and written beside them at
-//! scrape time.
+//! Prometheus metrics, all encoded by `prometheus-client`. Labelled
+//! counters and histograms that change on the request path live in the
+//! host's [`Metrics`] registry. Values that status also shows (per-source
+//! counters, failure classes, pull gauges, checkpoint ages, store size) are
+//! kept where status reads them and sampled once per scrape into a
+//! [`Scrape`], which a collector encodes beside the registry. A leaf module:
+//! it knows nothing of the registry of connectors or the store.
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::time::Duration;
@@ -15,6 +20,20 @@ use std::time::Duration;
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceLabel {
     pub source: String,
+}
+
+/// `{source="...",class="..."}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceClass {
+    source: String,
+    class: String,
+}
+
+/// `{source="...",partition="..."}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourcePartition {
+    source: String,
+    partition: String,
 }
 
 /// `{source="...",outcome="..."}`.
@@ -186,13 +205,273 @@ impl Metrics {
             .inc();
     }
 
-    /// Appends the registry in text format (without the OpenMetrics `# EOF`
-    /// marker, so it can follow other Prometheus text).
-    pub fn encode(&self, out: &mut String) {
-        let mut text = String::new();
-        if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_ok() {
-            out.push_str(text.trim_end().trim_end_matches("# EOF").trim_end());
-            out.push('\n');
+    /// The whole exposition: the registry, then the values sampled for
+    /// this scrape, in Prometheus text format.
+    pub fn encode(&self, scrape: Scrape) -> String {
+        let mut out = String::new();
+        let mut sampled = Registry::default();
+        sampled.register_collector(Box::new(scrape));
+        for registry in [&self.registry, &sampled] {
+            let mut text = String::new();
+            if prometheus_client::encoding::text::encode(&mut text, registry).is_ok() {
+                // Without the OpenMetrics `# EOF` marker between the parts.
+                out.push_str(text.trim_end().trim_end_matches("# EOF").trim_end());
+                out.push('\n');
+            }
         }
+        out
+    }
+}
+
+/// Values sampled at scrape time from where status keeps them.
+#[derive(Debug, Default)]
+pub struct Scrape {
+    pub sources: Vec<SourceSample>,
+    pub store_bytes: u64,
+    pub connectors_loaded: u64,
+    pub push_in_flight: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+}
+
+/// One source's sampled values.
+#[derive(Debug, Default)]
+pub struct SourceSample {
+    pub source: String,
+    pub counters: SourceCounters,
+    /// Failed calls by class (`trap`, `deadline`, `memory`, `limit`,
+    /// `source_timeout`).
+    pub failures: Vec<(&'static str, u64)>,
+    pub quarantines: u64,
+    /// Present for connectors with a pull schedule.
+    pub pull: Option<PullSample>,
+    /// Seconds since each partition's checkpoint moved (`""` for none).
+    pub checkpoint_ages: Vec<(String, f64)>,
+}
+
+/// Per-source counters (the atomics of `registry::Counters`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SourceCounters {
+    pub push_rejected: u64,
+    pub push_failed: u64,
+    pub events_push: u64,
+    pub events_pull: u64,
+    pub events_deduplicated: u64,
+    pub events_trimmed: u64,
+    pub events_trimmed_forced: u64,
+}
+
+/// A pull schedule's gauges.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PullSample {
+    pub consecutive_failures: u32,
+    pub next_attempt_secs: Option<f64>,
+    pub interval_secs: Option<f64>,
+}
+
+type CounterOf = fn(&SourceCounters) -> u64;
+
+/// The per-source counters: name (without `_total`), help, value.
+const SOURCE_COUNTERS: [(&str, &str, CounterOf); 7] = [
+    (
+        "inlet_push_rejected",
+        "Push requests rejected before storing.",
+        |c| c.push_rejected,
+    ),
+    (
+        "inlet_push_failed",
+        "Push calls that trapped or overran.",
+        |c| c.push_failed,
+    ),
+    ("inlet_events_push", "Events stored from push.", |c| {
+        c.events_push
+    }),
+    ("inlet_events_pull", "Events stored from pull.", |c| {
+        c.events_pull
+    }),
+    (
+        "inlet_events_deduplicated",
+        "Events dropped as already stored.",
+        |c| c.events_deduplicated,
+    ),
+    (
+        "inlet_events_trimmed",
+        "Events removed by retention.",
+        |c| c.events_trimmed,
+    ),
+    (
+        "inlet_events_trimmed_forced",
+        "Events removed by max_bytes before a consumer cursor reached them.",
+        |c| c.events_trimmed_forced,
+    ),
+];
+
+type PullGauge = fn(&PullSample) -> Option<f64>;
+
+const PULL_GAUGES: [(&str, &str, PullGauge); 3] = [
+    (
+        "inlet_pull_consecutive_failures",
+        "Pull runs in a row that failed (0 after a good run).",
+        |p| Some(p.consecutive_failures.into()),
+    ),
+    (
+        "inlet_pull_next_attempt_timestamp_seconds",
+        "When the next scheduled pull (or retry) starts, in seconds since the Unix epoch.",
+        |p| p.next_attempt_secs,
+    ),
+    (
+        "inlet_pull_interval_seconds",
+        "The current adaptive pull interval.",
+        |p| p.interval_secs,
+    ),
+];
+
+/// A label value in the text format's escaping (`\\`, `\"`, `\n`).
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn source(name: &str) -> SourceLabel {
+    SourceLabel {
+        source: name.to_string(),
+    }
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: f64,
+) -> Result<(), std::fmt::Error> {
+    let metric = ConstGauge::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for (name, help, get) in SOURCE_COUNTERS {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for s in &self.sources {
+                ConstCounter::new(get(&s.counters))
+                    .encode(family.encode_family(&source(&s.source))?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "inlet_connector_failures",
+            "Calls that failed, by class: trap, deadline, memory and limit are the connector's own (they count toward quarantine); source_timeout is a source that did not answer in time.",
+            None,
+            MetricType::Counter,
+        )?;
+        for s in &self.sources {
+            for (class, count) in &s.failures {
+                let labels = SourceClass {
+                    source: s.source.clone(),
+                    class: class.to_string(),
+                };
+                ConstCounter::new(*count).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "inlet_connector_quarantines",
+            "Times a connector was quarantined.",
+            None,
+            MetricType::Counter,
+        )?;
+        for s in &self.sources {
+            ConstCounter::new(s.quarantines).encode(family.encode_family(&source(&s.source))?)?;
+        }
+        for (name, help, get) in PULL_GAUGES {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for s in &self.sources {
+                if let Some(v) = s.pull.as_ref().and_then(get) {
+                    ConstGauge::new(v).encode(family.encode_family(&source(&s.source))?)?;
+                }
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "inlet_checkpoint_age_seconds",
+            "Time since a checkpoint last moved.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for s in &self.sources {
+            for (partition, age) in &s.checkpoint_ages {
+                let labels = SourcePartition {
+                    source: s.source.clone(),
+                    // Partition names come from the connector: escaped, as
+                    // prometheus-client writes label values as they are.
+                    partition: escape_label(partition),
+                };
+                ConstGauge::new(*age).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        gauge(
+            &mut encoder,
+            "inlet_store_bytes",
+            "Bytes the store uses on disk.",
+            self.store_bytes as f64,
+        )?;
+        gauge(
+            &mut encoder,
+            "inlet_connectors_loaded",
+            "Connectors loaded.",
+            self.connectors_loaded as f64,
+        )?;
+        gauge(
+            &mut encoder,
+            "inlet_push_in_flight",
+            "Push requests being processed.",
+            self.push_in_flight as f64,
+        )?;
+        let hits = ConstCounter::new(self.cache_hits);
+        hits.encode(encoder.encode_descriptor(
+            "inlet_component_cache_hits",
+            "Components loaded from the compiled-component cache.",
+            None,
+            MetricType::Counter,
+        )?)?;
+        let misses = ConstCounter::new(self.cache_misses);
+        misses.encode(encoder.encode_descriptor(
+            "inlet_component_cache_misses",
+            "Components compiled because the cache had no valid entry.",
+            None,
+            MetricType::Counter,
+        )?)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hostile_partition_name_cannot_break_the_exposition() {
+        let scrape = Scrape {
+            sources: vec![SourceSample {
+                source: "feed".into(),
+                checkpoint_ages: vec![("a\"b\\c\nx".into(), 1.5)],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let text = Metrics::new().encode(scrape);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("inlet_checkpoint_age_seconds{"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert_eq!(
+            line,
+            r#"inlet_checkpoint_age_seconds{source="feed",partition="a\"b\\c\nx"} 1.5"#
+        );
+        // Counters get their `_total` suffix; every family has HELP and TYPE.
+        assert!(
+            text.contains("inlet_events_push_total{source=\"feed\"} 0"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE inlet_store_bytes gauge"), "{text}");
     }
 }

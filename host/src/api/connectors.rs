@@ -1,12 +1,12 @@
 //! `/v1/connectors[/{name}[/pull|/checkpoint]]` and `/metrics`.
 
 use super::Api;
+use crate::metrics::{PullSample, Scrape, SourceSample};
 use crate::registry::Connector;
 use crate::reply::{self, Resp};
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 async fn status(api: &Api, name: &str, connector: Option<&Arc<Connector>>) -> serde_json::Value {
@@ -221,121 +221,56 @@ pub async fn checkpoint(api: &Api, name: &str, req: http::Request<Incoming>) -> 
     }
 }
 
-/// Prometheus text format.
+/// Prometheus text format: the host's metrics registry and the values
+/// sampled for this scrape (`metrics.rs`).
 pub async fn metrics(api: &Api) -> Resp {
-    use std::sync::atomic::Ordering::Relaxed;
-    let mut out = String::new();
-    let sources = api.registry.known_sources();
-    type Getter = fn(&crate::registry::Counters) -> u64;
-    let counters: [(&str, &str, Getter); 12] = [
-        (
-            "inlet_push_accepted_total",
-            "Push requests accepted.",
-            |c| c.push_accepted.load(Relaxed),
-        ),
-        (
-            "inlet_push_duplicate_total",
-            "Push requests answered as duplicates.",
-            |c| c.push_duplicate.load(Relaxed),
-        ),
-        (
-            "inlet_push_rejected_total",
-            "Push requests rejected before storing.",
-            |c| c.push_rejected.load(Relaxed),
-        ),
-        (
-            "inlet_push_failed_total",
-            "Push calls that trapped or overran.",
-            |c| c.push_failed.load(Relaxed),
-        ),
-        ("inlet_events_push_total", "Events stored from push.", |c| {
-            c.events_push.load(Relaxed)
-        }),
-        ("inlet_events_pull_total", "Events stored from pull.", |c| {
-            c.events_pull.load(Relaxed)
-        }),
-        (
-            "inlet_events_deduplicated_total",
-            "Events dropped as already stored.",
-            |c| c.events_deduplicated.load(Relaxed),
-        ),
-        ("inlet_pull_runs_total", "Pull runs started.", |c| {
-            c.pull_runs.load(Relaxed)
-        }),
-        ("inlet_pull_failures_total", "Pull runs that failed.", |c| {
-            c.pull_failures.load(Relaxed)
-        }),
-        ("inlet_reloads_total", "Connector versions loaded.", |c| {
-            c.reloads.load(Relaxed)
-        }),
-        (
-            "inlet_events_trimmed_total",
-            "Events removed by retention.",
-            |c| c.events_trimmed.load(Relaxed),
-        ),
-        (
-            "inlet_events_trimmed_forced_total",
-            "Events removed by max_bytes before a consumer cursor reached them.",
-            |c| c.events_trimmed_forced.load(Relaxed),
-        ),
-    ];
-    for (metric, help, get) in counters {
-        let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} counter");
-        for s in &sources {
-            let _ = writeln!(
-                out,
-                "{metric}{{source=\"{s}\"}} {}",
-                get(&api.registry.source(s).counters)
-            );
-        }
-    }
-    let states: Vec<_> = sources
-        .iter()
-        .map(|s| (s.clone(), api.registry.source(s)))
-        .collect();
-    crate::registry::SourceState::write_sandbox_metrics(&mut out, &states);
-    crate::pull::write_metrics(&mut out, &states);
-    let _ = writeln!(
-        out,
-        "# HELP inlet_store_bytes Bytes the store uses on disk.\n# TYPE inlet_store_bytes gauge\ninlet_store_bytes {}",
-        api.store.size_on_disk()
-    );
-    let _ = writeln!(
-        out,
-        "# HELP inlet_connectors_loaded Connectors loaded.\n# TYPE inlet_connectors_loaded gauge\ninlet_connectors_loaded {}",
-        api.registry.all().len()
-    );
-    let _ = writeln!(
-        out,
-        "# HELP inlet_push_in_flight Push requests being processed.\n# TYPE inlet_push_in_flight gauge\ninlet_push_in_flight {}",
-        api.ingest.limits.max_in_flight as usize - api.ingest.slots.available_permits()
-    );
-    let cache = api.registry.cache();
-    let _ = writeln!(
-        out,
-        "# HELP inlet_component_cache_hits_total Components loaded from the compiled-component cache.\n# TYPE inlet_component_cache_hits_total counter\ninlet_component_cache_hits_total {}\n# HELP inlet_component_cache_misses_total Components compiled because the cache had no valid entry.\n# TYPE inlet_component_cache_misses_total counter\ninlet_component_cache_misses_total {}",
-        cache.hits(),
-        cache.misses()
-    );
-    let _ = writeln!(
-        out,
-        "# HELP inlet_checkpoint_age_seconds Time since a checkpoint last moved.\n# TYPE inlet_checkpoint_age_seconds gauge"
-    );
     let now = crate::store::now_ms();
-    for s in &sources {
-        for (partition, cp) in api.store.checkpoints(s).await.unwrap_or_default() {
-            let _ = writeln!(
-                out,
-                "inlet_checkpoint_age_seconds{{source=\"{s}\",partition=\"{}\"}} {:.3}",
-                partition
-                    .unwrap_or_default()
-                    .replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-                    .replace('\n', "\\n"),
-                now.saturating_sub(cp.updated_ms()) as f64 / 1000.0
-            );
-        }
+    let mut sources = Vec::new();
+    for name in api.registry.known_sources() {
+        let state = api.registry.source(&name);
+        let pull = {
+            let status = state.pull.lock().expect("lock");
+            (!status.state.is_empty() || status.next_pull_ms.is_some()).then(|| PullSample {
+                consecutive_failures: status.consecutive_failures,
+                next_attempt_secs: status.next_pull_ms.map(|ms| ms as f64 / 1000.0),
+                interval_secs: status.interval_ms.map(|ms| ms as f64 / 1000.0),
+            })
+        };
+        let checkpoint_ages = api
+            .store
+            .checkpoints(&name)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(partition, cp)| {
+                (
+                    partition.unwrap_or_default(),
+                    now.saturating_sub(cp.updated_ms()) as f64 / 1000.0,
+                )
+            })
+            .collect();
+        sources.push(SourceSample {
+            counters: state.metric_counters(),
+            failures: state.failure_counts(),
+            quarantines: state.quarantine_count(),
+            pull,
+            checkpoint_ages,
+            source: name,
+        });
     }
-    api.metrics.encode(&mut out);
-    reply::text(StatusCode::OK, "text/plain; version=0.0.4", out)
+    let cache = api.registry.cache();
+    let scrape = Scrape {
+        sources,
+        store_bytes: api.store.size_on_disk(),
+        connectors_loaded: api.registry.all().len() as u64,
+        push_in_flight: (api.ingest.limits.max_in_flight as usize
+            - api.ingest.slots.available_permits()) as u64,
+        cache_hits: cache.hits(),
+        cache_misses: cache.misses(),
+    };
+    reply::text(
+        StatusCode::OK,
+        "text/plain; version=0.0.4",
+        api.metrics.encode(scrape),
+    )
 }

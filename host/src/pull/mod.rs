@@ -17,7 +17,7 @@ mod schedule;
 
 pub use schedule::Scheduler;
 
-use crate::registry::{Connector, Counters, PullStatus, SourceState};
+use crate::registry::{Connector, Counters};
 use crate::runtime::{CallError, ConnectorError};
 use crate::store::{Commit, CommitOutcome, Mode, StoreError, now_ms};
 use futures::StreamExt;
@@ -86,45 +86,6 @@ impl PullError {
                 ..
             } => Some(std::time::Duration::from_secs(s.unwrap_or(1).into())),
             _ => None,
-        }
-    }
-}
-
-/// Writes the pull gauges of every pull connector in Prometheus text:
-/// `inlet_pull_consecutive_failures{source}`,
-/// `inlet_pull_next_attempt_timestamp_seconds{source}` and
-/// `inlet_pull_interval_seconds{source}`.
-pub fn write_metrics(out: &mut String, sources: &[(String, Arc<SourceState>)]) {
-    use std::fmt::Write as _;
-    let pulls: Vec<_> = sources
-        .iter()
-        .map(|(name, state)| (name, state.pull.lock().expect("lock").clone()))
-        .filter(|(_, status)| !status.state.is_empty() || status.next_pull_ms.is_some())
-        .collect();
-    type Gauge = fn(&PullStatus) -> Option<f64>;
-    let gauges: [(&str, &str, Gauge); 3] = [
-        (
-            "inlet_pull_consecutive_failures",
-            "Pull runs in a row that failed (0 after a good run).",
-            |s| Some(s.consecutive_failures.into()),
-        ),
-        (
-            "inlet_pull_next_attempt_timestamp_seconds",
-            "When the next scheduled pull (or retry) starts, in seconds since the Unix epoch.",
-            |s| s.next_pull_ms.map(|ms| ms as f64 / 1000.0),
-        ),
-        (
-            "inlet_pull_interval_seconds",
-            "The current adaptive pull interval.",
-            |s| s.interval_ms.map(|ms| ms as f64 / 1000.0),
-        ),
-    ];
-    for (metric, help, get) in gauges {
-        let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} gauge");
-        for (name, status) in &pulls {
-            if let Some(v) = get(status) {
-                let _ = writeln!(out, "{metric}{{source=\"{name}\"}} {v}");
-            }
         }
     }
 }

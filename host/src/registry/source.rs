@@ -4,7 +4,6 @@ use crate::runtime::{CallError, Sandbox};
 use crate::store::now_ms;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -219,32 +218,32 @@ impl SourceState {
         was
     }
 
-    /// Writes `inlet_connector_failures_total{source,class}` and
-    /// `inlet_connector_quarantines_total{source}` in Prometheus text.
-    pub fn write_sandbox_metrics(out: &mut String, sources: &[(String, Arc<SourceState>)]) {
-        let _ = writeln!(
-            out,
-            "# HELP inlet_connector_failures_total Calls that failed, by class: trap, deadline, memory and limit are the connector's own (they count toward quarantine); source_timeout is a source that did not answer in time.\n# TYPE inlet_connector_failures_total counter"
-        );
-        for (name, state) in sources {
-            for (class, count) in FAILURE_CLASSES.iter().zip(&state.failures) {
-                let _ = writeln!(
-                    out,
-                    "inlet_connector_failures_total{{source=\"{name}\",class=\"{class}\"}} {}",
-                    count.load(Ordering::Relaxed)
-                );
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP inlet_connector_quarantines_total Times a connector was quarantined.\n# TYPE inlet_connector_quarantines_total counter"
-        );
-        for (name, state) in sources {
-            let _ = writeln!(
-                out,
-                "inlet_connector_quarantines_total{{source=\"{name}\"}} {}",
-                state.quarantines.load(Ordering::Relaxed)
-            );
+    /// Failed calls by class, for metrics.
+    pub fn failure_counts(&self) -> Vec<(&'static str, u64)> {
+        FAILURE_CLASSES
+            .iter()
+            .zip(&self.failures)
+            .map(|(class, n)| (*class, n.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Times this source was quarantined.
+    pub fn quarantine_count(&self) -> u64 {
+        self.quarantines.load(Ordering::Relaxed)
+    }
+
+    /// The counters metrics show.
+    pub fn metric_counters(&self) -> crate::metrics::SourceCounters {
+        let c = &self.counters;
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        crate::metrics::SourceCounters {
+            push_rejected: g(&c.push_rejected),
+            push_failed: g(&c.push_failed),
+            events_push: g(&c.events_push),
+            events_pull: g(&c.events_pull),
+            events_deduplicated: g(&c.events_deduplicated),
+            events_trimmed: g(&c.events_trimmed),
+            events_trimmed_forced: g(&c.events_trimmed_forced),
         }
     }
 
