@@ -315,10 +315,10 @@ impl ChildHost {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        match line.trim().strip_prefix("listening on ") {
-            Some(base) => Ok(ChildHost {
+        match inlet_devtools::listening_addr(&line) {
+            Some(addr) => Ok(ChildHost {
                 child,
-                base: base.to_string(),
+                base: format!("http://{addr}"),
                 log,
             }),
             None => {

@@ -211,11 +211,10 @@ impl Child {
         std::io::BufReader::new(process.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first line: {line:?}"))
-            .to_string();
+        let base = format!(
+            "http://{}",
+            inlet_devtools::listening_addr(&line).unwrap_or_else(|| panic!("first line: {line:?}"))
+        );
         Child { process, base }
     }
 

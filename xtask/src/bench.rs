@@ -124,9 +124,7 @@ impl Inlet {
         let stdout = child.stdout.take().expect("piped");
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line)?;
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
+        let addr = inlet_devtools::listening_addr(&line)
             .with_context(|| format!("unexpected first line from inlet: {line:?}"))?
             .to_string();
         Ok(Inlet {

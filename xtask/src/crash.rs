@@ -32,9 +32,7 @@ fn spawn(bin: &Path, dir: &Path) -> Result<(Child, String)> {
         .context("starting inlet")?;
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
+    let addr = inlet_devtools::listening_addr(&line)
         .with_context(|| format!("inlet did not start: {line:?}"))?
         .to_string();
     Ok((child, addr))

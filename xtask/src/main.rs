@@ -185,44 +185,23 @@ fn apt_install(package: &str, why: &str) -> Result<()> {
 }
 
 /// The example connector crates under plugins/.
-fn plugin_crates() -> Result<Vec<String>> {
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(root().join("plugins"))? {
-        let path = entry?.path();
-        if path.join("Cargo.toml").is_file() {
-            names.push(path.file_name().unwrap().to_string_lossy().into_owned());
-        }
-    }
-    names.sort();
-    Ok(names)
-}
-
 /// Builds the example connectors; returns (name, path) of each `.wasm`.
 pub(crate) fn build_plugins() -> Result<Vec<(String, PathBuf)>> {
     ensure_target()?;
-    let names = plugin_crates()?;
+    let names = inlet_devtools::crates_in(&root(), "plugins");
     let wasm_dir = target_dir().join("wasm");
-    let mut cmd = cargo();
-    cmd.args([
-        "build",
-        "--target",
-        "wasm32-wasip2",
-        "--profile",
-        "plugin",
-        "--target-dir",
-    ])
-    .arg(&wasm_dir);
-    for n in &names {
-        cmd.args(["-p", n]);
-    }
-    run(&mut cmd)?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(&mut inlet_devtools::wasm_build(
+        &cargo,
+        &root(),
+        &wasm_dir,
+        &names,
+    ))?;
     let out = target_dir().join("plugins");
     std::fs::create_dir_all(&out)?;
     let mut built = Vec::new();
     for n in names {
-        let from = wasm_dir
-            .join("wasm32-wasip2/plugin")
-            .join(format!("{}.wasm", n.replace('-', "_")));
+        let from = inlet_devtools::built_wasm(&wasm_dir, &n);
         let to = out.join(format!("{n}.wasm"));
         std::fs::copy(&from, &to).with_context(|| format!("copying {}", from.display()))?;
         eprintln!("xtask: built {}", to.display());

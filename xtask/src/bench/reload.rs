@@ -150,9 +150,7 @@ impl Server {
             .with_context(|| format!("starting {}", bin.display()))?;
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
+        let addr = inlet_devtools::listening_addr(&line)
             .with_context(|| format!("unexpected first line from inlet: {line:?}"))?
             .to_string();
         Ok(Server { child, addr })
