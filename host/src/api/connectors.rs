@@ -2,7 +2,7 @@
 
 use super::Api;
 use crate::metrics::{PullSample, Scrape, SourceSample};
-use crate::registry::Connector;
+use crate::registry::{Connector, PullState};
 use crate::reply::{self, Resp};
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
@@ -42,7 +42,9 @@ async fn status(api: &Api, name: &str, connector: Option<&Arc<Connector>>) -> se
             let quarantine = state.quarantine_status(&c.sandbox);
             let st = if quarantine.is_some() {
                 "quarantined"
-            } else if pull.state == "failing" || (last_error.is_some() && pull.state != "ok") {
+            } else if pull.state == Some(PullState::Failing)
+                || (last_error.is_some() && pull.state != Some(PullState::Ok))
+            {
                 "failing"
             } else {
                 "loaded"
@@ -230,7 +232,7 @@ pub async fn metrics(api: &Api) -> Resp {
         let state = api.registry.source(&name);
         let pull = {
             let status = state.pull.lock().expect("lock");
-            (!status.state.is_empty() || status.next_pull_ms.is_some()).then(|| PullSample {
+            (status.state.is_some() || status.next_pull_ms.is_some()).then(|| PullSample {
                 consecutive_failures: status.consecutive_failures,
                 next_attempt_secs: status.next_pull_ms.map(|ms| ms as f64 / 1000.0),
                 interval_secs: status.interval_ms.map(|ms| ms as f64 / 1000.0),

@@ -67,11 +67,7 @@ pub(super) fn check_bearer(
     what: &str,
 ) -> Option<Resp> {
     let token = token?;
-    let given = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let given = crate::registry::bearer_token(headers).unwrap_or("");
     // Digests of equal length, compared in constant time: neither the
     // token's bytes nor its length show in the time taken.
     use sha2::Digest as _;

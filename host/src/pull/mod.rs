@@ -258,7 +258,7 @@ async fn pull_partition(
                     )
                 })
                 .collect(),
-            dedup_window: connector.push.dedup_window,
+            dedup_window: connector.manifest.dedup_window(),
             idempotency: None,
             checkpoint: batch.checkpoint.clone().map(|c| (partition.clone(), c)),
             since: Some(read),

@@ -3,7 +3,7 @@
 use super::{PullError, RunSummary, run_once};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
-use crate::registry::{Connector, PullStatus};
+use crate::registry::{Connector, PullState, PullStatus};
 use crate::store::Store;
 use crate::store::now_ms;
 use rand::Rng;
@@ -344,7 +344,7 @@ async fn run_loop(engine: Arc<Scheduler>, name: String) {
         };
         if let Some(wait) = state.quarantined(&connector.sandbox) {
             // Skipped, not failed: the quarantine's end is the next try.
-            state.pull.lock().expect("lock").state = "quarantined".into();
+            state.pull.lock().expect("lock").state = Some(PullState::Quarantined);
             wake_at = Instant::now() + wait;
             continue;
         }
@@ -364,7 +364,7 @@ async fn run_loop(engine: Arc<Scheduler>, name: String) {
                 failures = 0;
                 interval = current.map(|c| adapt(c, &summary, &timing));
                 *status = PullStatus {
-                    state: "ok".into(),
+                    state: Some(PullState::Ok),
                     schedule: Some(timing.describe()),
                     last_pull_ms: Some(now),
                     next_pull_ms: None,
@@ -387,12 +387,11 @@ async fn run_loop(engine: Arc<Scheduler>, name: String) {
             Err(err) => {
                 failures += 1;
                 let delay = failure_delay(&err, failures, &timing);
-                status.state = if err.is_permanent() {
-                    "failing"
+                status.state = Some(if err.is_permanent() {
+                    PullState::Failing
                 } else {
-                    "backoff"
-                }
-                .into();
+                    PullState::Backoff
+                });
                 status.consecutive_failures = failures;
                 status.last_error = Some(err.to_string());
                 state.set_error(Some(err.to_string()));

@@ -341,7 +341,7 @@ fn call_failed(source: &str, state: &crate::registry::SourceState, err: CallErro
         }
         err @ CallError::SourceTimeout { .. } => {
             Counters::add(&counters.push_rejected, 1);
-            tracing::warn!(connector = %source, class = err.class(), error = %err, "Push call timed out waiting on its source.");
+            tracing::warn!(connector = %source, class = %err.class(), error = %err, "Push call timed out waiting on its source.");
             state.set_error(Some(format!("on-push {err}")));
             ApiError::Unavailable {
                 message: err.public_message(),
@@ -350,10 +350,10 @@ fn call_failed(source: &str, state: &crate::registry::SourceState, err: CallErro
         }
         other => {
             Counters::add(&counters.push_failed, 1);
-            tracing::warn!(connector = %source, class = other.class(), error = %other, "Push call failed.");
+            tracing::warn!(connector = %source, class = %other.class(), error = %other, "Push call failed.");
             state.set_error(Some(format!("on-push {other}")));
             ApiError::ConnectorFailed {
-                class: other.class(),
+                class: other.class().as_str(),
                 message: other.public_message(),
             }
         }

@@ -223,13 +223,10 @@ impl Verifier {
         match self {
             Verifier::None => true,
             Verifier::Bearer(tokens) => {
-                let Some(given) = header("authorization").and_then(|v| {
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
-                }) else {
+                let Some(given) = bearer_token(headers) else {
                     return false;
                 };
-                tokens.iter().any(|t| ct_eq(t, given.trim().as_bytes()))
+                tokens.iter().any(|t| ct_eq(t, given.as_bytes()))
             }
             Verifier::Hmac {
                 header: name,
@@ -364,9 +361,38 @@ fn fresh(ts: &str, tolerance: Duration, now: SystemTime) -> bool {
     now.as_secs().abs_diff(ts) <= tolerance.as_secs()
 }
 
+/// The token of an `Authorization: Bearer <token>` header (the scheme
+/// matched without regard to case, as RFC 7235 says), trimmed. The one
+/// reader of bearer tokens: push auth and the admin, metrics and consumer
+/// tokens.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_tokens_are_read_one_way() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("authorization", v.parse().unwrap());
+            h
+        };
+        assert_eq!(bearer_token(&with("Bearer abc")), Some("abc"));
+        assert_eq!(bearer_token(&with("bearer  abc ")), Some("abc"));
+        assert_eq!(bearer_token(&with("BEARER abc")), Some("abc"));
+        assert_eq!(bearer_token(&with("Basic abc")), None);
+        assert_eq!(bearer_token(&with("Bearer ")), None);
+        assert_eq!(bearer_token(&with("Bearerabc")), None);
+        assert_eq!(bearer_token(&HeaderMap::new()), None);
+    }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -20,9 +20,9 @@ mod policy;
 mod source;
 mod watch;
 
-pub use auth::Verifier;
+pub use auth::{Verifier, bearer_token};
 pub use policy::PushPolicy;
-pub use source::{Counters, PullStatus, SourceState};
+pub use source::{Counters, PullState, PullStatus, SourceState};
 pub use watch::{DEBOUNCE, is_connector_file, watch};
 
 use crate::config::{ConfigError, HostConfig, Manifest, valid_source_name};

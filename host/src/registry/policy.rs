@@ -42,7 +42,7 @@ impl PushPolicy {
         Ok(PushPolicy {
             verifier: Verifier::build(&push.auth, path)?,
             idempotency_header,
-            dedup_window: push.dedup_window,
+            dedup_window: manifest.dedup_window(),
             limiter,
             slots: push
                 .max_in_flight

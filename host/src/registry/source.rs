@@ -1,6 +1,6 @@
 //! State kept per source across versions of its connector.
 
-use crate::runtime::{CallError, Sandbox};
+use crate::runtime::{CallError, FailureClass, Sandbox};
 use crate::store::now_ms;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -11,11 +11,6 @@ use std::time::Duration;
 /// The longest quarantine cool-down, however often a connector relapses
 /// (unless `quarantine_cooldown` itself is longer).
 const MAX_QUARANTINE: Duration = Duration::from_secs(3600);
-
-/// Sandbox failure classes counted per source, in metric order.
-/// Failure classes counted per source: the first four are the connector's
-/// own (they count toward quarantine), `source_timeout` is its source's.
-const FAILURE_CLASSES: [&str; 5] = ["trap", "deadline", "memory", "limit", "source_timeout"];
 
 /// Counters shown in status and metrics.
 #[derive(Debug, Default)]
@@ -58,11 +53,26 @@ impl Counters {
     }
 }
 
+/// Where a connector's pull schedule stands after its last run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PullState {
+    /// The last run succeeded.
+    Ok,
+    /// The last run failed in a way retrying can fix; retried with backoff.
+    Backoff,
+    /// The last run failed for good (`invalid`, `unauthorized`); retried at
+    /// `max_interval`.
+    Failing,
+    /// Skipped while the connector sits out a quarantine.
+    Quarantined,
+}
+
 /// What the scheduler shows about a connector's pulls.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PullStatus {
-    /// `ok`, `backoff`, `failing` or `quarantined`.
-    pub state: String,
+    /// Where the schedule stands; `None` (JSON `null`) before the first run.
+    pub state: Option<PullState>,
     /// The schedule in force, such as `every 30s` or `cron 0 */5 * * * * (UTC)`.
     pub schedule: Option<String>,
     pub last_pull_ms: Option<u64>,
@@ -84,7 +94,7 @@ pub struct SourceState {
     pub pull: Mutex<PullStatus>,
     in_flight_keys: Mutex<HashSet<String>>,
     partition_locks: Mutex<HashMap<Option<String>, Arc<tokio::sync::Mutex<()>>>>,
-    /// Sandbox failures by class, in [`FAILURE_CLASSES`] order.
+    /// Sandbox failures by class, in [`FailureClass::COUNTED`] order.
     failures: [AtomicU64; 5],
     quarantines: AtomicU64,
     quarantine: Mutex<Quarantine>,
@@ -182,7 +192,7 @@ impl SourceState {
 
     /// Counts a failure by class without touching the failure streak.
     pub fn count_failure(&self, err: &CallError) {
-        if let Some(i) = FAILURE_CLASSES.iter().position(|c| *c == err.class()) {
+        if let Some(i) = FailureClass::COUNTED.iter().position(|c| *c == err.class()) {
             self.failures[i].fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -220,10 +230,10 @@ impl SourceState {
 
     /// Failed calls by class, for metrics.
     pub fn failure_counts(&self) -> Vec<(&'static str, u64)> {
-        FAILURE_CLASSES
+        FailureClass::COUNTED
             .iter()
             .zip(&self.failures)
-            .map(|(class, n)| (*class, n.load(Ordering::Relaxed)))
+            .map(|(class, n)| (class.as_str(), n.load(Ordering::Relaxed)))
             .collect()
     }
 

@@ -114,17 +114,62 @@ impl CallError {
         )
     }
 
-    /// A short class name for metrics and error bodies.
-    pub fn class(&self) -> &'static str {
+    /// The failure's class, for metrics, logs and error bodies.
+    pub fn class(&self) -> FailureClass {
         match self {
-            CallError::Connector(_) => "connector_error",
-            CallError::Trap(_) => "trap",
-            CallError::Deadline(_) => "deadline",
-            CallError::SourceTimeout { .. } => "source_timeout",
-            CallError::Memory(_) => "memory",
-            CallError::Limit(_) | CallError::Output(_) => "limit",
-            CallError::Overloaded => "overloaded",
+            CallError::Connector(_) => FailureClass::ConnectorError,
+            CallError::Trap(_) => FailureClass::Trap,
+            CallError::Deadline(_) => FailureClass::Deadline,
+            CallError::SourceTimeout { .. } => FailureClass::SourceTimeout,
+            CallError::Memory(_) => FailureClass::Memory,
+            CallError::Limit(_) | CallError::Output(_) => FailureClass::Limit,
+            CallError::Overloaded => FailureClass::Overloaded,
         }
+    }
+}
+
+/// What kind of failure a call ended in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureClass {
+    /// The connector returned an error of its own.
+    ConnectorError,
+    Trap,
+    Deadline,
+    /// The call's deadline passed while it waited on its source.
+    SourceTimeout,
+    Memory,
+    Limit,
+    /// No instance slot was free.
+    Overloaded,
+}
+
+impl FailureClass {
+    /// The classes counted per source: the first four are the connector's
+    /// own (they count toward quarantine), `source_timeout` is its source's.
+    pub const COUNTED: [FailureClass; 5] = [
+        FailureClass::Trap,
+        FailureClass::Deadline,
+        FailureClass::Memory,
+        FailureClass::Limit,
+        FailureClass::SourceTimeout,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureClass::ConnectorError => "connector_error",
+            FailureClass::Trap => "trap",
+            FailureClass::Deadline => "deadline",
+            FailureClass::SourceTimeout => "source_timeout",
+            FailureClass::Memory => "memory",
+            FailureClass::Limit => "limit",
+            FailureClass::Overloaded => "overloaded",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -23,7 +23,9 @@ pub use state::HostState;
 pub use wait::{MARGIN_FLOOR, MIN_SOURCE_DEADLINE};
 
 use bindings::{CONNECTOR_EXPORT, PluginPre};
-pub use call::{CallError, ConnectorError, Descriptor, PullResult, PushRequest, PushResult, Reply};
+pub use call::{
+    CallError, ConnectorError, Descriptor, FailureClass, PullResult, PushRequest, PushResult, Reply,
+};
 use capability::host_api::HostApi;
 use capability::sql::Sql;
 use std::sync::Arc;

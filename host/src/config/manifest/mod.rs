@@ -36,10 +36,21 @@ pub struct StreamSection {
     /// The journal is cut, oldest first, to stay under this many bytes,
     /// even past a consumer cursor (counted as forced in metrics).
     pub max_bytes: Option<u64>,
+    /// How long event ids and idempotency keys are remembered, for pushed
+    /// and pulled events alike (one dedup namespace per source, so a hybrid
+    /// connector stores an event seen by both paths once). Default 7 days,
+    /// longer than Stripe's three days of retries. See
+    /// [`Manifest::dedup_window`].
+    #[serde(deserialize_with = "duration::deserialize_opt")]
+    pub dedup_window: Option<Duration>,
 }
 
+/// The dedup window when a manifest sets none: longer than Stripe's three
+/// days of retries.
+pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// `[push]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PushSection {
     /// Who may push, checked by the host before the connector runs.
@@ -47,26 +58,13 @@ pub struct PushSection {
     /// Header carrying the idempotency key; when unset the host uses
     /// `Idempotency-Key`, then `webhook-id`.
     pub idempotency_header: Option<String>,
-    /// How long idempotency keys and event ids are remembered.
-    #[serde(deserialize_with = "duration::deserialize")]
-    pub dedup_window: Duration,
+    /// The first name of `[stream] dedup_window`, still accepted.
+    #[serde(deserialize_with = "duration::deserialize_opt")]
+    pub dedup_window: Option<Duration>,
     /// Per-source token bucket; absent means unlimited.
     pub rate_limit: Option<RateLimit>,
     /// Concurrent pushes to this source before 503.
     pub max_in_flight: Option<u32>,
-}
-
-impl Default for PushSection {
-    fn default() -> Self {
-        PushSection {
-            auth: AuthConfig::default(),
-            idempotency_header: None,
-            // Longer than Stripe's three days of retries.
-            dedup_window: Duration::from_secs(7 * 24 * 3600),
-            rate_limit: None,
-            max_in_flight: None,
-        }
-    }
 }
 
 /// `rate_limit = { per_second = 50, burst = 100 }`.
@@ -331,6 +329,16 @@ impl Manifest {
     }
 
     /// Parses and checks manifest text; `path` is only used in messages.
+    /// How long the source remembers event ids and idempotency keys:
+    /// `[stream] dedup_window`, else the older `[push] dedup_window`, else
+    /// [`DEFAULT_DEDUP_WINDOW`]. Push and pull share it.
+    pub fn dedup_window(&self) -> Duration {
+        self.stream
+            .dedup_window
+            .or(self.push.dedup_window)
+            .unwrap_or(DEFAULT_DEDUP_WINDOW)
+    }
+
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
         let manifest: Manifest = parse_toml(path, text)?;
         manifest.validate(path)?;
@@ -393,11 +401,25 @@ impl Manifest {
                 "use a number greater than 0",
             ));
         }
-        if self.push.dedup_window.is_zero() {
+        for (key, window) in [
+            ("stream.dedup_window", self.stream.dedup_window),
+            ("push.dedup_window", self.push.dedup_window),
+        ] {
+            if window.is_some_and(|w| w.is_zero()) {
+                return Err(ConfigError::invalid(
+                    path,
+                    key,
+                    "use a positive duration such as \"7d\"",
+                ));
+            }
+        }
+        if let (Some(stream), Some(push)) = (self.stream.dedup_window, self.push.dedup_window)
+            && stream != push
+        {
             return Err(ConfigError::invalid(
                 path,
                 "push.dedup_window",
-                "use a positive duration such as \"7d\"",
+                "the source has one dedup window for push and pull; set `[stream] dedup_window` only",
             ));
         }
         if let Some(mb) = self.sandbox.memory_mb
@@ -489,118 +511,4 @@ impl Manifest {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(text: &str) -> Result<Manifest, String> {
-        Manifest::parse(Path::new("plugins.d/x.toml"), text).map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn design_example_parses() {
-        let m = parse(
-            r#"
-[push]
-auth = { scheme = "github", secret_env = "GITHUB_WEBHOOK_SECRET" }
-idempotency_header = "X-GitHub-Delivery"
-dedup_window = "7d"
-rate_limit = { per_second = 50, burst = 100 }
-max_in_flight = 64
-
-[pull]
-every = "1m"
-min_interval = "5s"
-max_interval = "10m"
-max_parallel = 4
-retry = { initial = "1s", max = "5m" }
-
-[sandbox]
-allowed_hosts = ["api.github.com", "127.0.0.1:9000"]
-memory_mb = 32
-[[sandbox.inject]]
-host = "api.github.com"
-header = "Authorization"
-value_env = "GITHUB_TOKEN"
-format = "Bearer {}"
-
-[config]
-repo = "octo/hello"
-batch = 1000
-"#,
-        )
-        .unwrap();
-        assert_eq!(m.push.auth.scheme, AuthScheme::Github);
-        assert_eq!(m.pull.every, Some(Duration::from_secs(60)));
-        assert_eq!(m.config["batch"], "1000");
-        assert_eq!(m.sandbox.inject[0].format, "Bearer {}");
-    }
-
-    #[test]
-    fn unknown_key_is_named() {
-        let err = parse("[push]\nidempotency_heder = \"X\"\n").unwrap_err();
-        assert!(
-            err.contains("plugins.d/x.toml") && err.contains("idempotency_heder"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn a_zero_rate_limit_does_not_parse_and_says_where() {
-        for bad in ["per_second = 0, burst = 5", "per_second = 5, burst = 0"] {
-            let err = parse(&format!("[push]\nrate_limit = {{ {bad} }}\n")).unwrap_err();
-            assert!(
-                err.contains("line 2") && err.contains("nonzero"),
-                "{bad}: {err}"
-            );
-        }
-    }
-
-    #[test]
-    fn both_every_and_cron_is_refused() {
-        let err = parse("[pull]\nevery = \"1m\"\ncron = \"0 * * * * *\"\n").unwrap_err();
-        assert!(err.contains("pull.cron"), "{err}");
-    }
-
-    #[test]
-    fn cron_is_checked_at_load() {
-        let m = parse("[pull]\ncron = \"0 */5 * * * *\"\n").unwrap();
-        assert_eq!(m.pull.cron.as_deref(), Some("0 */5 * * * *"));
-        for bad in [
-            "*/5 * * *",
-            "61 * * * * *",
-            "every minute",
-            "0 0 0 1 1 * 1999",
-        ] {
-            let err = parse(&format!("[pull]\ncron = \"{bad}\"\n")).unwrap_err();
-            assert!(
-                err.contains("plugins.d/x.toml") && err.contains("pull.cron") && err.contains(bad),
-                "{err}"
-            );
-        }
-    }
-
-    #[test]
-    fn sql_grants_parse_and_are_checked() {
-        let m = parse(
-            "[sandbox.sql.main]\nurl_env = \"PG_URL\"\nmax_rows = 500\n\
-             [sandbox.sql.replica]\nurl_file = \"replica.url\"\n",
-        )
-        .unwrap();
-        assert_eq!(m.sandbox.sql["main"].url_env.as_deref(), Some("PG_URL"));
-        assert_eq!(m.sandbox.sql["main"].max_rows, Some(500));
-        assert!(m.sandbox.sql["replica"].url_file.is_some());
-        let err = parse("[sandbox.sql.main]\nmax_rows = 5\n").unwrap_err();
-        assert!(
-            err.contains("sandbox.sql.main") && err.contains("url_env"),
-            "{err}"
-        );
-        let err = parse("[sandbox.sql.main]\nurl_env = \"X\"\ndsn = \"y\"\n").unwrap_err();
-        assert!(err.contains("dsn"), "{err}");
-    }
-
-    #[test]
-    fn nested_config_values_are_refused() {
-        let err = parse("[config]\nx = [1, 2]\n").unwrap_err();
-        assert!(err.contains("config.x"), "{err}");
-    }
-}
+mod tests;
