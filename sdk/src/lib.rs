@@ -60,7 +60,7 @@
 //!     fn pull(since: Option<String>, _partition: Option<String>) -> Result<PullBatch, Error> {
 //!         let mut request = http::Request::get(config_required("url")?);
 //!         if let Some(since) = &since {
-//!             request = request.query("since", since);
+//!             request = request.with_query("since", since);
 //!         }
 //!         let page: Page = request.send()?.error_for_status()?.json()?;
 //!         let events = page

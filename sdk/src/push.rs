@@ -188,8 +188,8 @@ impl Request {
 ///
 /// // Slack-style URL verification: answer the challenge.
 /// let reply = Response::new(200)
-///     .header("Content-Type", "text/plain")
-///     .body(b"challenge-token".to_vec());
+///     .with_header("Content-Type", "text/plain")
+///     .with_body(b"challenge-token".to_vec());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
@@ -225,17 +225,17 @@ impl Response {
         let body = serde_json::to_vec(value)
             .map_err(|e| Error::other(format!("reply body is not serializable: {e}")))?;
         Ok(Self::new(status)
-            .header("Content-Type", "application/json")
-            .body(body))
+            .with_header("Content-Type", "application/json")
+            .with_body(body))
     }
 
     /// Adds a header.
     ///
     /// ```no_run
-    /// let reply = inlet_sdk::Response::new(200).header("X-Handled-By", "inlet");
+    /// let reply = inlet_sdk::Response::new(200).with_header("X-Handled-By", "inlet");
     /// ```
     #[must_use]
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
     }
@@ -243,10 +243,10 @@ impl Response {
     /// Sets the body.
     ///
     /// ```no_run
-    /// let reply = inlet_sdk::Response::new(200).body(b"ok".to_vec());
+    /// let reply = inlet_sdk::Response::new(200).with_body(b"ok".to_vec());
     /// ```
     #[must_use]
-    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.body = body.into();
         self
     }
@@ -269,13 +269,25 @@ impl Response {
         &self.headers
     }
 
-    /// The body (spelled `get_body` because [`body`](Response::body) is the
-    /// builder).
+    /// The first value of header `name` (case-insensitive).
     ///
     /// ```no_run
-    /// assert!(inlet_sdk::Response::new(204).get_body().is_empty());
+    /// let reply = inlet_sdk::Response::new(200).with_header("X-A", "1");
+    /// assert_eq!(reply.header("x-a"), Some("1"));
     /// ```
-    pub fn get_body(&self) -> &[u8] {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body.
+    ///
+    /// ```no_run
+    /// assert!(inlet_sdk::Response::new(204).body().is_empty());
+    /// ```
+    pub fn body(&self) -> &[u8] {
         &self.body
     }
 
@@ -299,7 +311,7 @@ impl Response {
 /// let event = Event::json(&serde_json::json!({ "id": 1 }))?.id("1");
 /// let outcome = PushOutcome::events(vec![event]);
 /// let acked = PushOutcome::events(vec![]).with_reply(Response::new(200));
-/// let pong = PushOutcome::reply_only(Response::new(200).body(b"pong".to_vec()));
+/// let pong = PushOutcome::reply_only(Response::new(200).with_body(b"pong".to_vec()));
 /// # Ok(())
 /// # }
 /// ```

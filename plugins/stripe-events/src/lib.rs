@@ -79,7 +79,7 @@ impl Connector for StripeEvents {
         let step = Step::after(checkpoint.as_ref());
         let url = step.url(&format!("{}/v1/events", base.trim_end_matches('/')), &limit);
         let page: Value = http::Request::get(&url)
-            .header("Accept", "application/json")
+            .with_header("Accept", "application/json")
             .send()?
             .error_for_status()?
             .json()?;

@@ -15,9 +15,9 @@
 //!
 //! fn fetch(since: Option<&str>) -> Result<Page, Error> {
 //!     let mut request = http::Request::get("https://api.example.com/items")
-//!         .header("Accept", "application/json");
+//!         .with_header("Accept", "application/json");
 //!     if let Some(since) = since {
-//!         request = request.query("since", since);
+//!         request = request.with_query("since", since);
 //!     }
 //!     request.send()?.error_for_status()?.json()
 //! }
@@ -137,8 +137,8 @@ impl fmt::Display for Method {
 ///
 /// # fn f() -> Result<(), inlet_sdk::Error> {
 /// let response = Request::post("https://api.example.com/search")
-///     .json(&serde_json::json!({ "q": "open" }))?
-///     .timeout(std::time::Duration::from_secs(10))
+///     .with_json(&serde_json::json!({ "q": "open" }))?
+///     .with_timeout(std::time::Duration::from_secs(10))
 ///     .send()?;
 /// # Ok(())
 /// # }
@@ -193,10 +193,10 @@ impl Request {
     ///
     /// ```no_run
     /// let request = inlet_sdk::http::Request::get("https://api.example.com/items")
-    ///     .header("Accept", "application/json");
+    ///     .with_header("Accept", "application/json");
     /// ```
     #[must_use]
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
     }
@@ -206,10 +206,10 @@ impl Request {
     ///
     /// ```no_run
     /// let request = inlet_sdk::http::Request::get("https://api.example.com/items")
-    ///     .query("since", "2024-05-01T00:00:00Z");
+    ///     .with_query("since", "2024-05-01T00:00:00Z");
     /// ```
     #[must_use]
-    pub fn query(mut self, name: &str, value: &str) -> Self {
+    pub fn with_query(mut self, name: &str, value: &str) -> Self {
         self.url = append_query(&self.url, name, value);
         self
     }
@@ -218,11 +218,11 @@ impl Request {
     ///
     /// ```no_run
     /// let request = inlet_sdk::http::Request::post("https://api.example.com/items")
-    ///     .header("Content-Type", "text/plain")
-    ///     .body(b"hello".to_vec());
+    ///     .with_header("Content-Type", "text/plain")
+    ///     .with_body(b"hello".to_vec());
     /// ```
     #[must_use]
-    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.body = body.into();
         self
     }
@@ -233,14 +233,16 @@ impl Request {
     /// ```no_run
     /// # fn f() -> Result<(), inlet_sdk::Error> {
     /// let request = inlet_sdk::http::Request::post("https://api.example.com/search")
-    ///     .json(&serde_json::json!({ "q": "open" }))?;
+    ///     .with_json(&serde_json::json!({ "q": "open" }))?;
     /// # Ok(())
     /// # }
     /// ```
-    pub fn json<T: Serialize + ?Sized>(self, value: &T) -> Result<Self, Error> {
+    pub fn with_json<T: Serialize + ?Sized>(self, value: &T) -> Result<Self, Error> {
         let body = serde_json::to_vec(value)
             .map_err(|e| Error::invalid(format!("request body is not serializable: {e}")))?;
-        Ok(self.header("Content-Type", "application/json").body(body))
+        Ok(self
+            .with_header("Content-Type", "application/json")
+            .with_body(body))
     }
 
     /// Limits connecting, waiting for the first byte and waiting between
@@ -248,10 +250,10 @@ impl Request {
     ///
     /// ```no_run
     /// let request = inlet_sdk::http::Request::get("https://api.example.com/items")
-    ///     .timeout(std::time::Duration::from_secs(5));
+    ///     .with_timeout(std::time::Duration::from_secs(5));
     /// ```
     #[must_use]
-    pub fn timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
