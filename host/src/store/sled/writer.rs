@@ -114,6 +114,9 @@ impl Writer {
             Err(StoreError::Io(reason.clone()))
         } else {
             let written = self.tree.apply_batch(batch).map_err(io).and_then(|()| {
+                // The group is in sled's memory and not on disk yet.
+                #[cfg(feature = "failpoints")]
+                fail::fail_point!("sled-before-flush");
                 if !self.durable {
                     return Ok(());
                 }
