@@ -24,19 +24,19 @@
 //! How a request and a pull flow through the modules is described in
 //! `ARCHITECTURE.md` at the repository root.
 
-pub mod api;
+pub(crate) mod api;
 pub mod cli;
 pub mod config;
 mod conns;
-pub mod event;
-pub mod metrics;
-pub mod pull;
-pub mod push;
-pub mod registry;
-pub mod reply;
+pub(crate) mod event;
+pub(crate) mod metrics;
+pub(crate) mod pull;
+pub(crate) mod push;
+pub(crate) mod registry;
+pub(crate) mod reply;
 pub mod runtime;
 mod server;
-pub mod store;
+pub(crate) mod store;
 
 pub use config::{HostConfig, Manifest};
 pub use server::{ServeOptions, Server};

@@ -61,19 +61,6 @@ pub fn retry_after_secs(wait: Duration) -> u64 {
     (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
-/// 429 with `Retry-After` in whole seconds, rounded up.
-pub fn rate_limited(wait: Duration) -> Resp {
-    let secs = retry_after_secs(wait);
-    let mut r = error(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
-        &format!("rate limit exceeded; retry in {secs} s"),
-    );
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    r
-}
-
 pub fn store_failed(err: &StoreError) -> Resp {
     tracing::error!(error = %err, "Store operation failed.");
     let mut r = error(

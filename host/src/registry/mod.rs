@@ -23,7 +23,7 @@ mod watch;
 pub use auth::{Verifier, bearer_token};
 pub use policy::PushPolicy;
 pub use source::{Counters, PullState, PullStatus, SourceState};
-pub use watch::{DEBOUNCE, is_connector_file, watch};
+pub use watch::watch;
 
 use crate::config::{ConfigError, HostConfig, Manifest, valid_source_name};
 

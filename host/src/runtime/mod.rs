@@ -1,7 +1,7 @@
 //! The wasmtime side: one engine, one linker, a pre-instantiated component
 //! per connector, and a fresh sandboxed store for every call.
 //!
-//! A call instantiates the connector's [`PluginPre`] into a new [`Store`]
+//! A call instantiates the connector's `PluginPre` into a new [`Store`]
 //! whose data is a [`HostState`], with a memory limit, an epoch deadline
 //! (the guest yields every tick and traps past its deadline) and the same
 //! deadline as a timeout around the whole call, so host calls the guest

@@ -169,7 +169,7 @@ impl Server {
 
     /// The connector registry: `scan()` reloads the plugins directory
     /// (SIGHUP, like `POST /v1/reload`); the pull scheduler follows.
-    pub fn registry(&self) -> Arc<Registry> {
+    pub(crate) fn registry(&self) -> Arc<Registry> {
         self.registry.clone()
     }
 

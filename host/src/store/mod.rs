@@ -21,7 +21,6 @@ mod jetstream;
 mod signals;
 mod sled;
 
-pub use crate::event::Event;
 pub use envelope::Mode;
 pub use jetstream::JetStreamStore;
 pub use signals::CommitSignals;

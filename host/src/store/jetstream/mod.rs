@@ -235,11 +235,6 @@ impl JetStreamStore {
         tracing::info!(url = %config.url, host_id = %inner.host_id, "Store: NATS JetStream.");
         Ok(JetStreamStore { inner })
     }
-
-    /// This host's name in leases.
-    pub fn host_id(&self) -> &str {
-        &self.inner.host_id
-    }
 }
 
 impl Inner {

@@ -70,13 +70,9 @@ impl Drop for WriterHandle {
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `dir`. With `durable = false` commits
-    /// are not flushed before they are acknowledged (benchmarks only).
-    pub fn open(dir: &Path, durable: bool) -> Result<Self, StoreError> {
-        Self::open_with(dir, durable, None)
-    }
-
-    /// Like [`SledStore::open`], observing each flush's duration.
+    /// Opens (or creates) the store in `dir`, observing each flush's
+    /// duration. With `durable = false` commits are not flushed before they
+    /// are acknowledged (benchmarks only).
     pub fn open_with(
         dir: &Path,
         durable: bool,

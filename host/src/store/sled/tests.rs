@@ -1,7 +1,8 @@
 //! Unit tests of the sled store: group commit, dedup, idempotency, retention.
 
 use super::*;
-use crate::store::{Event, Mode};
+use crate::event::Event;
+use crate::store::Mode;
 use std::time::Duration;
 
 fn event(id: Option<&str>) -> crate::store::PreparedEvent {
@@ -28,7 +29,7 @@ fn commit(ids: &[Option<&str>], idem: Option<&str>, cp: Option<&str>) -> Commit 
 async fn offsets_dedup_and_checkpoints_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = SledStore::open(dir.path(), true).unwrap();
+        let store = SledStore::open_with(dir.path(), true, None).unwrap();
         let out = store
             .commit(commit(
                 &[Some("a"), Some("b"), None],
@@ -63,7 +64,7 @@ async fn offsets_dedup_and_checkpoints_survive_reopen() {
             (Some(4), 1, 2)
         );
     }
-    let store = SledStore::open(dir.path(), true).unwrap();
+    let store = SledStore::open_with(dir.path(), true, None).unwrap();
     let lines = store.read("s", None, 100).await.unwrap();
     assert_eq!(
         lines.iter().map(|(o, _)| *o).collect::<Vec<_>>(),
@@ -87,7 +88,7 @@ async fn offsets_dedup_and_checkpoints_survive_reopen() {
 #[tokio::test]
 async fn concurrent_commits_get_distinct_increasing_offsets() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SledStore::open(dir.path(), true).unwrap());
+    let store = Arc::new(SledStore::open_with(dir.path(), true, None).unwrap());
     let tasks: Vec<_> = (0..50)
         .map(|i| {
             let store = store.clone();
@@ -120,7 +121,7 @@ async fn concurrent_commits_get_distinct_increasing_offsets() {
 #[tokio::test]
 async fn a_read_page_is_bounded_in_bytes_but_never_empty() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path(), false).unwrap();
+    let store = SledStore::open_with(dir.path(), false, None).unwrap();
     let big = Event {
         payload: vec![b'x'; 5 << 20],
         content_type: Some("application/octet-stream".into()),
@@ -143,7 +144,7 @@ async fn a_read_page_is_bounded_in_bytes_but_never_empty() {
 #[tokio::test]
 async fn expired_marks_are_collected() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path(), true).unwrap();
+    let store = SledStore::open_with(dir.path(), true, None).unwrap();
     store
         .commit(commit(&[Some("a")], Some("k"), None))
         .await
