@@ -81,7 +81,7 @@ fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
 
 pub async fn list(api: &Api) -> Resp {
     let loaded = api.registry.all();
-    let mut names: Vec<String> = loaded.iter().map(|c| c.name.clone()).collect();
+    let mut names: Vec<String> = loaded.iter().map(|c| c.name.to_string()).collect();
     for n in api.registry.known_sources() {
         if !names.contains(&n) {
             names.push(n);
@@ -90,7 +90,7 @@ pub async fn list(api: &Api) -> Resp {
     names.sort();
     let mut items = Vec::with_capacity(names.len());
     for n in &names {
-        items.push(status(api, n, loaded.iter().find(|c| &c.name == n)).await);
+        items.push(status(api, n, loaded.iter().find(|c| c.name.as_str() == n)).await);
     }
     reply::json(StatusCode::OK, &serde_json::json!({ "connectors": items }))
 }

@@ -101,7 +101,12 @@ pub async fn route(api: Arc<Api>, req: http::Request<Incoming>) -> Resp {
     match id {
         RouteId::Ingest => {
             let rest = params.get(1).map(|r| format!("/{r}")).unwrap_or_default();
-            crate::push::handle(&api.ingest, p(0), &rest, req).await
+            // A name that cannot be a source has no connector: the same
+            // 404 as an unknown one.
+            match crate::config::SourceName::parse(p(0)) {
+                Some(source) => crate::push::handle(&api.ingest, &source, &rest, req).await,
+                None => reply::unknown_source(p(0)),
+            }
         }
         RouteId::Healthz => reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
         RouteId::Readyz => {

@@ -94,6 +94,51 @@ pub fn valid_source_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// A source name: the file stem of a connector (`NAME.wasm`), used in URLs
+/// and as a storage key; ASCII letters, digits, `-` and `_`, starting with
+/// a letter or digit, at most 64 bytes. Only [`SourceName::parse`] makes
+/// one, so holding one means it was checked. Not the human name a
+/// connector gives itself in `describe()`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceName(std::sync::Arc<str>);
+
+impl serde::Serialize for SourceName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl SourceName {
+    /// `Some` when `name` is a valid source name.
+    pub fn parse(name: &str) -> Option<Self> {
+        valid_source_name(name).then(|| SourceName(std::sync::Arc::from(name)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for SourceName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for SourceName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for SourceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +151,15 @@ mod tests {
         assert!(!valid_source_name("-x"));
         assert!(!valid_source_name("a/b"));
         assert!(!valid_source_name("a.b"));
+    }
+
+    #[test]
+    fn only_a_valid_stem_makes_a_source_name() {
+        let name = SourceName::parse("orders-eu_1").unwrap();
+        assert_eq!(name.as_str(), "orders-eu_1");
+        assert_eq!(serde_json::to_string(&name).unwrap(), r#""orders-eu_1""#);
+        for bad in ["", "-x", "a/b", "a.b", "../x", &"x".repeat(65)] {
+            assert!(SourceName::parse(bad).is_none(), "{bad}");
+        }
     }
 }

@@ -109,7 +109,7 @@ async fn run_once_inner(
     engine: &Arc<Scheduler>,
     connector: &Arc<Connector>,
 ) -> Result<RunSummary, PullError> {
-    let name = connector.name.clone();
+    let name = connector.name.to_string();
     let call_err = |source| PullError::Call {
         name: name.clone(),
         source,

@@ -233,10 +233,10 @@ impl Scheduler {
             pulls && !h.is_finished()
         });
         for connector in engine.registry.all() {
-            if !connector.descriptor.pull || loops.contains_key(&connector.name) {
+            if !connector.descriptor.pull || loops.contains_key(connector.name.as_str()) {
                 continue;
             }
-            let name = connector.name.clone();
+            let name = connector.name.to_string();
             let task = tokio::spawn(run_loop(self.clone(), name.clone()));
             loops.insert(name, task);
         }

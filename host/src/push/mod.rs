@@ -8,7 +8,7 @@
 //! in a fresh sandbox, commit events + dedup marks + idempotency mark in one
 //! durable write, and only then answer 202.
 
-use crate::config::Limits;
+use crate::config::{Limits, SourceName};
 use crate::conns::Admission;
 use crate::metrics::Metrics;
 use crate::registry::{Counters, Registry};
@@ -40,7 +40,7 @@ pub struct Ingest {
 /// are the sender's to choose).
 pub async fn handle(
     ingest: &Ingest,
-    source: &str,
+    source: &SourceName,
     rest: &str,
     req: http::Request<Incoming>,
 ) -> Resp {

@@ -25,7 +25,7 @@ pub use policy::PushPolicy;
 pub use source::{Counters, PullState, PullStatus, SourceState};
 pub use watch::watch;
 
-use crate::config::{ConfigError, HostConfig, Manifest, valid_source_name};
+use crate::config::{ConfigError, HostConfig, Manifest, SourceName};
 
 use crate::runtime::{Code, ComponentCache, Descriptor, Origin, Runtime, Sandbox};
 use crate::store::now_ms;
@@ -38,8 +38,8 @@ use std::time::Instant;
 
 /// One loaded version of a connector.
 pub struct Connector {
-    /// The source name: the file stem, used in URLs.
-    pub name: String,
+    /// The source name: the file stem, used in URLs and as the storage key.
+    pub name: SourceName,
     /// What the component's `describe()` returned when it was loaded.
     pub descriptor: Descriptor,
     /// Hex SHA-256 of the `.wasm` file.
@@ -84,7 +84,7 @@ pub struct Registry {
     runtime: Arc<Runtime>,
     config: Arc<HostConfig>,
     cache: Arc<ComponentCache>,
-    loaded: ArcSwap<HashMap<String, Arc<Connector>>>,
+    loaded: ArcSwap<HashMap<SourceName, Arc<Connector>>>,
     sources: Mutex<HashMap<String, Arc<SourceState>>>,
     /// Serializes scans so two rescans never race on one name.
     scan_lock: tokio::sync::Mutex<()>,
@@ -174,7 +174,7 @@ impl Registry {
     /// unloads removed ones. A file that fails to load leaves the previous
     /// version serving and records the error in its status. Returns the
     /// names whose loaded version changed.
-    pub async fn scan(&self) -> Vec<String> {
+    pub async fn scan(&self) -> Vec<SourceName> {
         let _guard = self.scan_lock.lock().await;
         // Listed on the blocking pool, like every file read of the scan.
         let dir = self.config.plugins_dir.clone();
@@ -197,7 +197,7 @@ impl Registry {
                 changed.push(name.clone());
             }
         }
-        let removed: Vec<String> = self
+        let removed: Vec<SourceName> = self
             .loaded
             .load()
             .keys()
@@ -230,7 +230,7 @@ impl Registry {
     }
 
     /// Loads `name` if its files differ from the loaded version.
-    async fn load_if_changed(&self, name: &str) -> bool {
+    async fn load_if_changed(&self, name: &SourceName) -> bool {
         let wasm_path = self.config.plugins_dir.join(format!("{name}.wasm"));
         let manifest_path = self.config.plugins_dir.join(format!("{name}.toml"));
         // Known from now on: status shows it while it loads (or why not).
@@ -342,7 +342,7 @@ impl Registry {
                 let connector = Arc::new(connector);
                 self.loaded.rcu(|map| {
                     let mut map = HashMap::clone(map);
-                    map.insert(name.to_string(), connector.clone());
+                    map.insert(name.clone(), connector.clone());
                     map
                 });
                 state.notify_version_changed();
@@ -360,7 +360,7 @@ impl Registry {
 
     async fn load(
         &self,
-        name: &str,
+        name: &SourceName,
         wasm_path: &Path,
         bytes: Vec<u8>,
         hash: String,
@@ -398,7 +398,7 @@ impl Registry {
         }
         let label = format!("{name}@{}+sha256:{}", descriptor.version, &hash[..12]);
         Ok(Connector {
-            name: name.to_string(),
+            name: name.clone(),
             descriptor,
             hash,
             label,
@@ -438,7 +438,7 @@ impl Registry {
 
 /// The source names of the `NAME.wasm` files in `dir` (dotfiles and names
 /// that are not valid source names skipped, the latter with a warning).
-fn list_components(dir: &Path) -> Result<Vec<String>, String> {
+fn list_components(dir: &Path) -> Result<Vec<SourceName>, String> {
     let mut found = Vec::new();
     match std::fs::read_dir(dir) {
         Ok(entries) => {
@@ -454,11 +454,11 @@ fn list_components(dir: &Path) -> Result<Vec<String>, String> {
                 if stem.starts_with('.') {
                     continue;
                 }
-                if !valid_source_name(stem) {
+                let Some(name) = SourceName::parse(stem) else {
                     tracing::warn!(file = %path.display(), "Ignoring a connector file whose name is not a valid source name (letters, digits, `-` and `_`, at most 64).");
                     continue;
-                }
-                found.push(stem.to_string());
+                };
+                found.push(name);
             }
         }
         // A directory that does not exist (yet) holds no connectors.
