@@ -308,12 +308,8 @@ const SOURCE_COUNTERS: [(&str, &str, CounterOf); 7] = [
 
 type PullGauge = fn(&PullSample) -> Option<f64>;
 
-const PULL_GAUGES: [(&str, &str, PullGauge); 3] = [
-    (
-        "inlet_pull_consecutive_failures",
-        "Pull runs in a row that failed (0 after a good run).",
-        |p| Some(p.consecutive_failures.into()),
-    ),
+/// The pull gauges in seconds (the failure count is an integer gauge).
+const PULL_GAUGES: [(&str, &str, PullGauge); 2] = [
     (
         "inlet_pull_next_attempt_timestamp_seconds",
         "When the next scheduled pull (or retry) starts, in seconds since the Unix epoch.",
@@ -340,11 +336,12 @@ fn source(name: &str) -> SourceLabel {
     }
 }
 
+/// An unlabelled integer gauge.
 fn gauge(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    value: f64,
+    value: i64,
 ) -> Result<(), std::fmt::Error> {
     let metric = ConstGauge::new(value);
     metric.encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)
@@ -383,6 +380,18 @@ impl Collector for Scrape {
         for s in &self.sources {
             ConstCounter::new(s.quarantines).encode(family.encode_family(&source(&s.source))?)?;
         }
+        let mut family = encoder.encode_descriptor(
+            "inlet_pull_consecutive_failures",
+            "Pull runs in a row that failed (0 after a good run).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for s in &self.sources {
+            if let Some(p) = &s.pull {
+                ConstGauge::new(i64::from(p.consecutive_failures))
+                    .encode(family.encode_family(&source(&s.source))?)?;
+            }
+        }
         for (name, help, get) in PULL_GAUGES {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
             for s in &self.sources {
@@ -412,19 +421,19 @@ impl Collector for Scrape {
             &mut encoder,
             "inlet_store_bytes",
             "Bytes the store uses on disk.",
-            self.store_bytes as f64,
+            i64::try_from(self.store_bytes).unwrap_or(i64::MAX),
         )?;
         gauge(
             &mut encoder,
             "inlet_connectors_loaded",
             "Connectors loaded.",
-            self.connectors_loaded as f64,
+            i64::try_from(self.connectors_loaded).unwrap_or(i64::MAX),
         )?;
         gauge(
             &mut encoder,
             "inlet_push_in_flight",
             "Push requests being processed.",
-            self.push_in_flight as f64,
+            i64::try_from(self.push_in_flight).unwrap_or(i64::MAX),
         )?;
         let hits = ConstCounter::new(self.cache_hits);
         hits.encode(encoder.encode_descriptor(
@@ -473,5 +482,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# TYPE inlet_store_bytes gauge"), "{text}");
+        // Counts are integers, as scrapers and the tests' parsers expect.
+        assert!(text.contains("\ninlet_connectors_loaded 0\n"), "{text}");
     }
 }

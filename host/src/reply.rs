@@ -1,7 +1,6 @@
-//! Building HTTP responses. Every error a client sees has one shape,
-//! produced here: `{"error":{"code":"...","message":"..."}}`. The push
-//! path's errors are typed ([`ApiError`]): status, code, message,
-//! `Retry-After` and the metrics outcome come from one place.
+//! Building HTTP responses. Every error a client sees is an [`ApiError`],
+//! rendered here in one shape, `{"error":{"code":"...","message":"..."}}`,
+//! with its status, `Retry-After` and (for pushes) the metrics outcome.
 
 use crate::store::StoreError;
 use bytes::Bytes;
@@ -10,16 +9,6 @@ use std::time::Duration;
 
 pub type Body = http_body_util::Full<Bytes>;
 pub type Resp = http::Response<Body>;
-
-/// 404 for a source (connector file stem) that has no connector loaded:
-/// the one answer for `/ingest/{source}` and `/v1/connectors/{name}`.
-pub fn unknown_source(name: &str) -> Resp {
-    error(
-        StatusCode::NOT_FOUND,
-        "unknown_source",
-        &format!("no connector is loaded for source `{name}`"),
-    )
-}
 
 pub fn json(status: StatusCode, value: &serde_json::Value) -> Resp {
     let mut resp = http::Response::new(Body::from(
@@ -41,36 +30,16 @@ pub fn text(status: StatusCode, content_type: &'static str, body: impl Into<Byte
     resp
 }
 
-pub fn error(status: StatusCode, code: &str, message: &str) -> Resp {
+fn error(status: StatusCode, code: &str, message: &str) -> Resp {
     json(
         status,
         &serde_json::json!({ "error": { "code": code, "message": message } }),
     )
 }
 
-/// 503 with `Retry-After: 1`, answered at once.
-pub fn overloaded(message: &str) -> Resp {
-    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message);
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    r
-}
-
 /// A wait as `Retry-After` seconds: whole seconds, rounded up, at least 1.
 pub fn retry_after_secs(wait: Duration) -> u64 {
     (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
-}
-
-pub fn store_failed(err: &StoreError) -> Resp {
-    tracing::error!(error = %err, "Store operation failed.");
-    let mut r = error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "store_unavailable",
-        "the event store could not complete the write; nothing was acknowledged (retry with the same Idempotency-Key: a retry is stored once)",
-    );
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    r
 }
 
 /// Why a push request was not stored: every refusal and failure of the
@@ -118,6 +87,42 @@ pub enum ApiError {
     },
     /// The connector's own reply is not valid HTTP (500).
     BadReply,
+    // The admin API, streams, health and routing:
+    /// No route for this method and path (404).
+    NoRoute { method: String, path: String },
+    /// The path exists, with other methods (405, `Allow`).
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allowed: Vec<&'static str>,
+    },
+    /// The admin, metrics or consumer token is missing or wrong (401);
+    /// names what needs it.
+    TokenRequired(&'static str),
+    /// A query parameter that cannot be used (400).
+    BadQuery(String),
+    /// A request body that is not the documented shape (400 `invalid`).
+    BadBody(&'static str),
+    /// A cursor name that is not letters, digits, `-` and `_` (400).
+    BadCursorName,
+    /// A source with no connector and no stored events (404).
+    UnknownStream(String),
+    /// No such consumer cursor (404).
+    UnknownCursor { source: String, name: String },
+    /// The partition has no checkpoint (404).
+    NoCheckpoint,
+    /// The connector has no pull mode (405).
+    PullDisabled(String),
+    /// A manual pull failed (502).
+    PullFailed(String),
+    /// Too many long polls wait already (503).
+    TooManyWaits,
+    /// The host is shutting down (503).
+    ShuttingDown,
+    /// The first plugin scan has not finished (503).
+    NotReady,
+    /// The store cannot take writes: `/readyz` says why (503).
+    StoreDown(StoreError),
 }
 
 impl ApiError {
@@ -139,6 +144,22 @@ impl ApiError {
             ApiError::ConnectorError(_) | ApiError::ConnectorFailed { .. } | ApiError::BadReply => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            ApiError::NoRoute { .. }
+            | ApiError::UnknownStream(_)
+            | ApiError::UnknownCursor { .. }
+            | ApiError::NoCheckpoint => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } | ApiError::PullDisabled(_) => {
+                StatusCode::METHOD_NOT_ALLOWED
+            }
+            ApiError::TokenRequired(_) => StatusCode::UNAUTHORIZED,
+            ApiError::BadQuery(_) | ApiError::BadBody(_) | ApiError::BadCursorName => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::PullFailed(_) => StatusCode::BAD_GATEWAY,
+            ApiError::TooManyWaits
+            | ApiError::ShuttingDown
+            | ApiError::NotReady
+            | ApiError::StoreDown(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -162,6 +183,21 @@ impl ApiError {
             ApiError::TooManyEvents(_) => "too_many_events",
             ApiError::ConnectorFailed { .. } => "connector_failed",
             ApiError::BadReply => "bad_reply",
+            ApiError::NoRoute { .. } => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::TokenRequired(_) => "unauthorized",
+            ApiError::BadQuery(_) => "bad_query",
+            ApiError::BadBody(_) => "invalid",
+            ApiError::BadCursorName => "bad_cursor_name",
+            ApiError::UnknownStream(_) => "unknown_source",
+            ApiError::UnknownCursor { .. } => "unknown_cursor",
+            ApiError::NoCheckpoint => "no_checkpoint",
+            ApiError::PullDisabled(_) => "pull_disabled",
+            ApiError::PullFailed(_) => "pull_failed",
+            ApiError::TooManyWaits => "too_many_waits",
+            ApiError::ShuttingDown => "shutting_down",
+            ApiError::NotReady => "not_ready",
+            ApiError::StoreDown(_) => "store_unavailable",
         }
     }
 
@@ -182,9 +218,10 @@ impl ApiError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             ApiError::Quarantined { wait, .. } | ApiError::RateLimited(wait) => Some(*wait),
-            ApiError::Overloaded(_) | ApiError::Store(_) | ApiError::Unavailable { .. } => {
-                Some(Duration::from_secs(1))
-            }
+            ApiError::Overloaded(_)
+            | ApiError::Store(_)
+            | ApiError::Unavailable { .. }
+            | ApiError::TooManyWaits => Some(Duration::from_secs(1)),
             _ => None,
         }
     }
@@ -221,6 +258,37 @@ impl ApiError {
                 format!("the connector failed ({class}): {message}")
             }
             ApiError::BadReply => "the connector's reply is not valid HTTP".into(),
+            ApiError::NoRoute { method, path } => format!("no route for {method} {path}"),
+            ApiError::MethodNotAllowed {
+                method,
+                path,
+                allowed,
+            } => format!(
+                "{method} is not allowed on {path}; use {}",
+                allowed.join(", ")
+            ),
+            ApiError::TokenRequired(what) => {
+                format!("{what} needs `Authorization: Bearer <token>`")
+            }
+            ApiError::BadQuery(m) | ApiError::PullFailed(m) => m.clone(),
+            ApiError::BadBody(shape) => format!("the body is `{shape}`"),
+            ApiError::BadCursorName => {
+                "a cursor name is letters, digits, `-` and `_`, at most 64".into()
+            }
+            ApiError::UnknownStream(s) => {
+                format!("no connector is loaded for source `{s}` and it has no events")
+            }
+            ApiError::UnknownCursor { source, name } => {
+                format!("no cursor `{name}` on `{source}`")
+            }
+            ApiError::NoCheckpoint => "this partition has no checkpoint yet".into(),
+            ApiError::PullDisabled(s) => format!("connector `{s}` does not support pull"),
+            ApiError::TooManyWaits => {
+                "too many long polls are waiting; retry, or poll without `wait`".into()
+            }
+            ApiError::ShuttingDown => "the host is shutting down".into(),
+            ApiError::NotReady => "the first plugin scan has not finished".into(),
+            ApiError::StoreDown(err) => err.to_string(),
         }
     }
 
@@ -236,6 +304,11 @@ impl ApiError {
                 header::RETRY_AFTER,
                 HeaderValue::from(retry_after_secs(wait)),
             );
+        }
+        if let ApiError::MethodNotAllowed { allowed, .. } = &self
+            && let Ok(v) = HeaderValue::from_str(&allowed.join(", "))
+        {
+            r.headers_mut().insert(header::ALLOW, v);
         }
         r
     }

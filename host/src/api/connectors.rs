@@ -3,7 +3,7 @@
 use super::Api;
 use crate::metrics::{PullSample, Scrape, SourceSample};
 use crate::registry::{Connector, PullState};
-use crate::reply::{self, Resp};
+use crate::reply::{self, ApiError, Resp};
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -95,132 +95,109 @@ pub async fn list(api: &Api) -> Resp {
     reply::json(StatusCode::OK, &serde_json::json!({ "connectors": items }))
 }
 
-pub async fn show(api: &Api, name: &str) -> Resp {
+pub async fn show(api: &Api, name: &str) -> Result<Resp, ApiError> {
     let connector = api.registry.get(name);
     if connector.is_none() && !api.registry.known_sources().iter().any(|n| n == name) {
-        return reply::unknown_source(name);
+        return Err(ApiError::UnknownSource(name.to_string()));
     }
-    reply::json(StatusCode::OK, &status(api, name, connector.as_ref()).await)
+    Ok(reply::json(
+        StatusCode::OK,
+        &status(api, name, connector.as_ref()).await,
+    ))
 }
 
 /// `POST /v1/connectors/{name}/resume`: lifts a quarantine.
-pub fn resume(api: &Api, name: &str) -> Resp {
+pub fn resume(api: &Api, name: &str) -> Result<Resp, ApiError> {
     if api.registry.get(name).is_none() {
-        return reply::unknown_source(name);
+        return Err(ApiError::UnknownSource(name.to_string()));
     }
     let was = api.registry.source(name).resume();
     tracing::info!(connector = %name, was_quarantined = was, "Connector resumed by the operator.");
-    reply::json(
+    Ok(reply::json(
         StatusCode::OK,
         &serde_json::json!({"status": "resumed", "was_quarantined": was}),
-    )
+    ))
 }
 
-pub async fn pull_now(api: &Api, name: &str) -> Resp {
+pub async fn pull_now(api: &Api, name: &str) -> Result<Resp, ApiError> {
     let Some(connector) = api.registry.get(name) else {
-        return reply::unknown_source(name);
+        return Err(ApiError::UnknownSource(name.to_string()));
     };
     if !connector.descriptor.pull {
-        return reply::error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "pull_disabled",
-            &format!("connector `{name}` does not support pull"),
-        );
+        return Err(ApiError::PullDisabled(name.to_string()));
     }
     match crate::pull::run_once(&api.scheduler, &connector).await {
-        Ok(summary) => reply::json(
+        Ok(summary) => Ok(reply::json(
             StatusCode::OK,
             &serde_json::json!({"status": "ok", "run": summary}),
-        ),
+        )),
         Err(err) => {
             api.registry.source(name).set_error(Some(err.to_string()));
-            reply::error(StatusCode::BAD_GATEWAY, "pull_failed", &err.to_string())
+            Err(ApiError::PullFailed(err.to_string()))
         }
     }
 }
 
-pub async fn checkpoint(api: &Api, name: &str, req: http::Request<Incoming>) -> Resp {
+pub async fn checkpoint(
+    api: &Api,
+    name: &str,
+    req: http::Request<Incoming>,
+) -> Result<Resp, ApiError> {
     if api.registry.get(name).is_none() && !api.registry.known_sources().iter().any(|n| n == name) {
-        return reply::unknown_source(name);
+        return Err(ApiError::UnknownSource(name.to_string()));
     }
     let partition = super::query_pairs(req.uri().query())
         .into_iter()
         .find(|(k, _)| k == "partition")
         .map(|(_, v)| v);
     let p = partition.as_deref();
-    match *req.method() {
-        Method::GET => match api.store.checkpoint(name, p).await {
-            Ok(Some(c)) => reply::json(
+    const SHAPE: &str = "{\"value\": \"<checkpoint>\"}";
+    let value = match *req.method() {
+        Method::GET => {
+            let c = api
+                .store
+                .checkpoint(name, p)
+                .await
+                .map_err(ApiError::Store)?
+                .ok_or(ApiError::NoCheckpoint)?;
+            return Ok(reply::json(
                 StatusCode::OK,
                 &serde_json::json!({"partition": p, "value": c.value(), "updated_ms": c.updated_ms()}),
-            ),
-            Ok(None) => reply::error(
-                StatusCode::NOT_FOUND,
-                "no_checkpoint",
-                "this partition has no checkpoint yet",
-            ),
-            Err(err) => reply::store_failed(&err),
-        },
+            ));
+        }
         Method::PUT => {
-            let body = match http_body_util::Limited::new(req.into_body(), 64 * 1024)
+            let body = http_body_util::Limited::new(req.into_body(), 64 * 1024)
                 .collect()
                 .await
-            {
-                Ok(b) => b.to_bytes(),
-                Err(_) => {
-                    return reply::error(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "body_too_large",
-                        "a checkpoint body is at most 64 KiB",
-                    );
-                }
-            };
-            let value = match serde_json::from_slice::<serde_json::Value>(&body) {
+                .map_err(|_| ApiError::BodyTooLarge { max: 64 * 1024 })?
+                .to_bytes();
+            match serde_json::from_slice::<serde_json::Value>(&body) {
                 Ok(serde_json::Value::Object(o)) => match o.get("value") {
-                    Some(serde_json::Value::String(s)) => s.clone(),
-                    _ => {
-                        return reply::error(
-                            StatusCode::BAD_REQUEST,
-                            "invalid",
-                            "the body is `{\"value\": \"<checkpoint>\"}`",
-                        );
-                    }
+                    Some(serde_json::Value::String(s)) => Some(s.clone()),
+                    _ => return Err(ApiError::BadBody(SHAPE)),
                 },
-                _ => {
-                    return reply::error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid",
-                        "the body is `{\"value\": \"<checkpoint>\"}`",
-                    );
-                }
-            };
-            let lock = api.registry.source(name).partition_lock(p);
-            let _g = lock.lock().await;
-            match api.store.set_checkpoint(name, p, Some(value.clone())).await {
-                Ok(()) => reply::json(
-                    StatusCode::OK,
-                    &serde_json::json!({"partition": p, "value": value}),
-                ),
-                Err(err) => reply::store_failed(&err),
+                _ => return Err(ApiError::BadBody(SHAPE)),
             }
         }
-        Method::DELETE => {
-            let lock = api.registry.source(name).partition_lock(p);
-            let _g = lock.lock().await;
-            match api.store.set_checkpoint(name, p, None).await {
-                Ok(()) => reply::json(
-                    StatusCode::OK,
-                    &serde_json::json!({"partition": p, "value": null}),
-                ),
-                Err(err) => reply::store_failed(&err),
-            }
+        Method::DELETE => None,
+        _ => {
+            return Err(ApiError::MethodNotAllowed {
+                method: req.method().to_string(),
+                path: req.uri().path().to_string(),
+                allowed: vec!["GET", "PUT", "DELETE"],
+            });
         }
-        _ => reply::error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "use GET, PUT or DELETE",
-        ),
-    }
+    };
+    let lock = api.registry.source(name).partition_lock(p);
+    let _g = lock.lock().await;
+    api.store
+        .set_checkpoint(name, p, value.clone())
+        .await
+        .map_err(ApiError::Store)?;
+    Ok(reply::json(
+        StatusCode::OK,
+        &serde_json::json!({"partition": p, "value": value}),
+    ))
 }
 
 /// Prometheus text format: the host's metrics registry and the values

@@ -12,7 +12,7 @@ use crate::metrics::Metrics;
 use crate::pull::Scheduler;
 use crate::push::Ingest;
 use crate::registry::Registry;
-use crate::reply::{self, Resp};
+use crate::reply::{self, ApiError, Resp};
 use crate::store::Store;
 use http::StatusCode;
 use hyper::body::Incoming;
@@ -47,8 +47,15 @@ impl Api {
     }
 }
 
-/// Routes one request through the [`routes::ROUTES`] table.
+/// Routes one request through the [`routes::ROUTES`] table; every error
+/// is an [`ApiError`], rendered in `reply.rs`.
 pub async fn route(api: Arc<Api>, req: http::Request<Incoming>) -> Resp {
+    dispatch(&api, req)
+        .await
+        .unwrap_or_else(ApiError::into_response)
+}
+
+async fn dispatch(api: &Api, req: http::Request<Incoming>) -> Result<Resp, ApiError> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let (id, params) = match routes::find(&method, &path) {
@@ -57,25 +64,17 @@ pub async fn route(api: Arc<Api>, req: http::Request<Incoming>) -> Resp {
             params.into_iter().map(str::to_string).collect::<Vec<_>>(),
         ),
         routes::Match::MethodNotAllowed(allowed) => {
-            let mut r = reply::error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                &format!(
-                    "{method} is not allowed on {path}; use {}",
-                    allowed.join(", ")
-                ),
-            );
-            if let Ok(v) = http::HeaderValue::from_str(&allowed.join(", ")) {
-                r.headers_mut().insert(http::header::ALLOW, v);
-            }
-            return r;
+            return Err(ApiError::MethodNotAllowed {
+                method: method.to_string(),
+                path,
+                allowed,
+            });
         }
         routes::Match::NotFound => {
-            return reply::error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                &format!("no route for {method} {path}"),
-            );
+            return Err(ApiError::NoRoute {
+                method: method.to_string(),
+                path,
+            });
         }
     };
     if path.starts_with("/v1/") {
@@ -84,18 +83,15 @@ pub async fn route(api: Arc<Api>, req: http::Request<Incoming>) -> Resp {
         // admin token.
         let consumer_route = matches!(id, RouteId::StreamEvents | RouteId::Cursor);
         let admin = check_bearer(api.tokens.admin.as_deref(), req.headers(), "the admin API");
-        let allowed = admin.is_none()
-            || (consumer_route
-                && api.tokens.consumer.is_some()
-                && check_bearer(api.tokens.consumer.as_deref(), req.headers(), "").is_none());
-        if !allowed && let Some(denied) = admin {
-            return denied;
+        let consumer_ok = consumer_route
+            && api.tokens.consumer.is_some()
+            && check_bearer(api.tokens.consumer.as_deref(), req.headers(), "").is_ok();
+        if !consumer_ok {
+            admin?;
         }
     }
-    if id == RouteId::Metrics
-        && let Some(denied) = check_bearer(api.tokens.metrics.as_deref(), req.headers(), "/metrics")
-    {
-        return denied;
+    if id == RouteId::Metrics {
+        check_bearer(api.tokens.metrics.as_deref(), req.headers(), "/metrics")?;
     }
     let p = |i: usize| params[i].as_str();
     match id {
@@ -103,42 +99,44 @@ pub async fn route(api: Arc<Api>, req: http::Request<Incoming>) -> Resp {
             let rest = params.get(1).map(|r| format!("/{r}")).unwrap_or_default();
             // A name that cannot be a source has no connector: the same
             // 404 as an unknown one.
-            match crate::config::SourceName::parse(p(0)) {
-                Some(source) => crate::push::handle(&api.ingest, &source, &rest, req).await,
-                None => reply::unknown_source(p(0)),
-            }
+            let source = crate::config::SourceName::parse(p(0))
+                .ok_or_else(|| ApiError::UnknownSource(p(0).to_string()))?;
+            Ok(crate::push::handle(&api.ingest, &source, &rest, req).await)
         }
-        RouteId::Healthz => reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+        RouteId::Healthz => Ok(reply::json(
+            StatusCode::OK,
+            &serde_json::json!({"status": "ok"}),
+        )),
         RouteId::Readyz => {
             if !api.ready() {
-                reply::error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "not_ready",
-                    "the first plugin scan has not finished",
-                )
-            } else if let Err(err) = api.store.available() {
-                // A load balancer sends pushes to hosts whose store works.
-                reply::error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
-                    &err.to_string(),
-                )
-            } else {
-                reply::json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
+                return Err(ApiError::NotReady);
             }
+            // A load balancer sends pushes to hosts whose store works.
+            api.store.available().map_err(ApiError::StoreDown)?;
+            Ok(reply::json(
+                StatusCode::OK,
+                &serde_json::json!({"status": "ready"}),
+            ))
         }
-        RouteId::Metrics => connectors::metrics(&api).await,
-        RouteId::OpenApi => reply::text(StatusCode::OK, "application/json", routes::OPENAPI),
-        RouteId::StreamEvents => streams::events(&api, p(0), req.uri().query()).await,
-        RouteId::Cursor => streams::cursor(&api, p(0), p(1), req).await,
-        RouteId::Connectors => connectors::list(&api).await,
-        RouteId::Connector => connectors::show(&api, p(0)).await,
-        RouteId::Resume => connectors::resume(&api, p(0)),
-        RouteId::Pull => connectors::pull_now(&api, p(0)).await,
-        RouteId::Checkpoint => connectors::checkpoint(&api, p(0), req).await,
+        RouteId::Metrics => Ok(connectors::metrics(api).await),
+        RouteId::OpenApi => Ok(reply::text(
+            StatusCode::OK,
+            "application/json",
+            routes::OPENAPI,
+        )),
+        RouteId::StreamEvents => streams::events(api, p(0), req.uri().query()).await,
+        RouteId::Cursor => streams::cursor(api, p(0), p(1), req).await,
+        RouteId::Connectors => Ok(connectors::list(api).await),
+        RouteId::Connector => connectors::show(api, p(0)).await,
+        RouteId::Resume => connectors::resume(api, p(0)),
+        RouteId::Pull => connectors::pull_now(api, p(0)).await,
+        RouteId::Checkpoint => connectors::checkpoint(api, p(0), req).await,
         RouteId::Reload => {
             let changed = api.registry.scan().await;
-            reply::json(StatusCode::OK, &serde_json::json!({"changed": changed}))
+            Ok(reply::json(
+                StatusCode::OK,
+                &serde_json::json!({"changed": changed}),
+            ))
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `GET /v1/streams/{source}/events?after=OFFSET&limit=N&wait=SECONDS`.
 
 use super::Api;
-use crate::reply::{self, Resp};
+use crate::reply::{self, ApiError, Resp};
 use http::StatusCode;
 use std::time::Duration;
 
@@ -9,18 +9,12 @@ const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 10_000;
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
-pub async fn events(api: &Api, source: &str, query: Option<&str>) -> Resp {
+pub async fn events(api: &Api, source: &str, query: Option<&str>) -> Result<Resp, ApiError> {
     let mut after = None;
     let mut limit = DEFAULT_LIMIT;
     let mut wait = Duration::ZERO;
     for (k, v) in super::query_pairs(query) {
-        let bad = |what: &str| {
-            reply::error(
-                StatusCode::BAD_REQUEST,
-                "bad_query",
-                &format!("`{k}={v}`: {what}"),
-            )
-        };
+        let bad = |what: &str| Err(ApiError::BadQuery(format!("`{k}={v}`: {what}")));
         match k.as_str() {
             "after" => match v.parse::<u64>() {
                 Ok(o) => after = Some(o),
@@ -47,11 +41,7 @@ pub async fn events(api: &Api, source: &str, query: Option<&str>) -> Resp {
     let known = api.registry.get(source).is_some()
         || matches!(api.store.last_offset(source).await, Ok(Some(_)));
     if !known {
-        return reply::error(
-            StatusCode::NOT_FOUND,
-            "unknown_source",
-            &format!("no connector is loaded for source `{source}` and it has no events"),
-        );
+        return Err(ApiError::UnknownStream(source.to_string()));
     }
     // A long poll holds a connection and a waiter: their number is capped.
     let _waiting = if wait.is_zero() {
@@ -59,16 +49,7 @@ pub async fn events(api: &Api, source: &str, query: Option<&str>) -> Resp {
     } else {
         match api.long_polls.clone().try_acquire_owned() {
             Ok(permit) => Some(permit),
-            Err(_) => {
-                let mut r = reply::error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "too_many_waits",
-                    "too many long polls are waiting; retry, or poll without `wait`",
-                );
-                r.headers_mut()
-                    .insert(http::header::RETRY_AFTER, http::HeaderValue::from(1));
-                return r;
-            }
+            Err(_) => return Err(ApiError::TooManyWaits),
         }
     };
     let deadline = tokio::time::Instant::now() + wait;
@@ -77,10 +58,11 @@ pub async fn events(api: &Api, source: &str, query: Option<&str>) -> Resp {
         // Mark the current commit as seen before reading, so a commit that
         // lands between the read and the wait still wakes us.
         commits.borrow_and_update();
-        let lines = match api.store.read(source, after, limit).await {
-            Ok(l) => l,
-            Err(err) => return reply::store_failed(&err),
-        };
+        let lines = api
+            .store
+            .read(source, after, limit)
+            .await
+            .map_err(ApiError::Store)?;
         if !lines.is_empty() || tokio::time::Instant::now() >= deadline {
             let mut body = Vec::with_capacity(lines.iter().map(|(_, l)| l.len() + 1).sum());
             for (_, line) in &lines {
@@ -92,18 +74,18 @@ pub async fn events(api: &Api, source: &str, query: Option<&str>) -> Resp {
                 resp.headers_mut()
                     .insert("inlet-last-offset", http::HeaderValue::from(*last));
             }
-            return resp;
+            return Ok(resp);
         }
         tokio::select! {
             changed = commits.changed() => {
                 if changed.is_err() {
-                    return reply::error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the host is shutting down");
+                    return Err(ApiError::ShuttingDown);
                 }
                 api.metrics.long_poll_woken(source);
             }
             _ = tokio::time::sleep_until(deadline) => {}
             // Shutting down: answer what there is (nothing) now.
-            _ = api.shutdown.cancelled() => return reply::text(StatusCode::OK, "application/x-ndjson", Vec::new()),
+            _ = api.shutdown.cancelled() => return Ok(reply::text(StatusCode::OK, "application/x-ndjson", Vec::new())),
         }
     }
 }
@@ -114,66 +96,46 @@ pub async fn cursor(
     source: &str,
     name: &str,
     req: http::Request<hyper::body::Incoming>,
-) -> Resp {
+) -> Result<Resp, ApiError> {
     use http_body_util::BodyExt;
     if !crate::config::valid_source_name(name) {
-        return reply::error(
-            StatusCode::BAD_REQUEST,
-            "bad_cursor_name",
-            "a cursor name is letters, digits, `-` and `_`, at most 64",
-        );
+        return Err(ApiError::BadCursorName);
     }
     let known = api.registry.get(source).is_some()
         || matches!(api.store.last_offset(source).await, Ok(Some(_)));
     if !known {
-        return reply::error(
-            StatusCode::NOT_FOUND,
-            "unknown_source",
-            &format!("no connector is loaded for source `{source}` and it has no events"),
-        );
+        return Err(ApiError::UnknownStream(source.to_string()));
     }
     if req.method() == http::Method::GET {
-        return match api.store.cursor(source, name).await {
-            Ok(Some(offset)) => reply::json(
-                StatusCode::OK,
-                &serde_json::json!({"name": name, "offset": offset}),
-            ),
-            Ok(None) => reply::error(
-                StatusCode::NOT_FOUND,
-                "unknown_cursor",
-                &format!("no cursor `{name}` on `{source}`"),
-            ),
-            Err(err) => reply::store_failed(&err),
-        };
-    }
-    let body = match http_body_util::Limited::new(req.into_body(), 4096)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            return reply::error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "a cursor body is at most 4 KiB",
-            );
-        }
-    };
-    let offset = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v.get("offset").and_then(|o| o.as_u64()));
-    let Some(offset) = offset else {
-        return reply::error(
-            StatusCode::BAD_REQUEST,
-            "invalid",
-            "the body is `{\"offset\": <whole number>}`",
-        );
-    };
-    match api.store.set_cursor(source, name, offset).await {
-        Ok(()) => reply::json(
+        let offset = api
+            .store
+            .cursor(source, name)
+            .await
+            .map_err(ApiError::Store)?
+            .ok_or_else(|| ApiError::UnknownCursor {
+                source: source.to_string(),
+                name: name.to_string(),
+            })?;
+        return Ok(reply::json(
             StatusCode::OK,
             &serde_json::json!({"name": name, "offset": offset}),
-        ),
-        Err(err) => reply::store_failed(&err),
+        ));
     }
+    let body = http_body_util::Limited::new(req.into_body(), 4096)
+        .collect()
+        .await
+        .map_err(|_| ApiError::BodyTooLarge { max: 4096 })?
+        .to_bytes();
+    let offset = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("offset").and_then(|o| o.as_u64()))
+        .ok_or(ApiError::BadBody("{\"offset\": <whole number>}"))?;
+    api.store
+        .set_cursor(source, name, offset)
+        .await
+        .map_err(ApiError::Store)?;
+    Ok(reply::json(
+        StatusCode::OK,
+        &serde_json::json!({"name": name, "offset": offset}),
+    ))
 }

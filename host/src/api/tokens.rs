@@ -3,8 +3,7 @@
 //! the start) and compared in constant time.
 
 use crate::config::HostConfig;
-use crate::reply::{self, Resp};
-use http::StatusCode;
+use crate::reply::ApiError;
 
 /// The admin and metrics tokens. A token setting whose variable is unset or
 /// empty refuses the start (it never means "no token"); an admin API
@@ -59,14 +58,16 @@ pub(crate) fn tokens(config: &HostConfig) -> anyhow::Result<Tokens> {
     })
 }
 
-/// `None` when no token is configured or the request carries it
-/// (compared in constant time, whatever their lengths).
+/// `Ok` when no token is configured or the request carries it (compared
+/// in constant time, whatever their lengths); else what needs it.
 pub(super) fn check_bearer(
     token: Option<&str>,
     headers: &http::HeaderMap,
-    what: &str,
-) -> Option<Resp> {
-    let token = token?;
+    what: &'static str,
+) -> Result<(), ApiError> {
+    let Some(token) = token else {
+        return Ok(());
+    };
     let given = crate::registry::bearer_token(headers).unwrap_or("");
     // Digests of equal length, compared in constant time: neither the
     // token's bytes nor its length show in the time taken.
@@ -74,13 +75,9 @@ pub(super) fn check_bearer(
     use subtle::ConstantTimeEq;
     let digest = |b: &str| sha2::Sha256::digest(b.as_bytes());
     if bool::from(digest(given).ct_eq(&digest(token))) {
-        None
+        Ok(())
     } else {
-        Some(reply::error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            &format!("{what} needs `Authorization: Bearer <token>`"),
-        ))
+        Err(ApiError::TokenRequired(what))
     }
 }
 

@@ -1,12 +1,15 @@
-//! The push path: `ANY /ingest/{source}[/{rest}]`.
+//! The push path: `ANY /ingest/{source}[/{rest}]`, as the [`Ingest`]
+//! service (any `http` request body; nothing here knows the server).
 //!
-//! In order: find the connector (404/405), take a global in-flight slot
-//! (503), read the body within its limit (413), authenticate (401), take a
-//! per-source in-flight slot (503) and a rate-limit token (429), answer a
-//! known idempotency key with its original answer (200) or refuse one in
-//! flight (409), call `on-push`
-//! in a fresh sandbox, commit events + dedup marks + idempotency mark in one
-//! durable write, and only then answer 202.
+//! In order: find the connector (404/405, 503 while quarantined), check
+//! `Content-Length` (413), check a bearer token before the body or reserve
+//! the unauthenticated-bytes budget (503), read the body within its limit
+//! and timeout (413/408), authenticate (401), take a global and a
+//! per-source in-flight slot (503) and a rate-limit token (429), claim the
+//! idempotency key (409 while another request holds it) and answer a known
+//! one with its original answer (200), call `on-push` in a fresh sandbox,
+//! commit events + dedup marks + idempotency mark in one durable write, and
+//! only then answer 202. Every refusal is an [`ApiError`].
 
 use crate::config::{Limits, SourceName};
 use crate::conns::Admission;
@@ -18,7 +21,6 @@ use crate::store::{Commit, CommitOutcome, Mode, PushRecord, Store, StoredReply, 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -38,12 +40,16 @@ pub struct Ingest {
 /// Handles one push request for `source`; `rest` is the path after it.
 /// Counts its outcome and latency (not for unknown sources, whose names
 /// are the sender's to choose).
-pub async fn handle(
+pub async fn handle<B>(
     ingest: &Ingest,
     source: &SourceName,
     rest: &str,
-    req: http::Request<Incoming>,
-) -> Resp {
+    req: http::Request<B>,
+) -> Resp
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let started = std::time::Instant::now();
     let known = ingest.registry.get(source).is_some();
     let (outcome, resp) = match handle_inner(ingest, source, rest, req).await {
@@ -64,12 +70,16 @@ enum Pushed {
     Duplicate(Resp),
 }
 
-async fn handle_inner(
+async fn handle_inner<B>(
     ingest: &Ingest,
     source: &str,
     rest: &str,
-    req: http::Request<Incoming>,
-) -> Result<Pushed, ApiError> {
+    req: http::Request<B>,
+) -> Result<Pushed, ApiError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let Some(connector) = ingest.registry.get(source) else {
         return Err(ApiError::UnknownSource(source.to_string()));
     };

@@ -61,9 +61,10 @@ pub(super) async fn accept_loop(listen: Listener, listener: TcpListener, tasks: 
                     .serve_connection(
                         TokioIo::new(stream),
                         service_fn(|_req: http::Request<hyper::body::Incoming>| async {
-                            let mut r = crate::reply::overloaded(
-                                "too many connections are open; retry in 1 s",
-                            );
+                            let mut r = crate::reply::ApiError::Overloaded(
+                                "too many connections are open; retry in 1 s".into(),
+                            )
+                            .into_response();
                             r.headers_mut().insert(
                                 http::header::CONNECTION,
                                 http::HeaderValue::from_static("close"),

@@ -345,6 +345,12 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// The checks a field's type cannot make. Where a type says it all and
+    /// serde's error stays clear, the field has that type (`NonZeroU32`
+    /// rate limits, durations). Ranges and combinations are checked here
+    /// instead of through more newtypes, on purpose: serde reports a bad
+    /// typed value by line and column only, and every manifest error names
+    /// its key (`pull.max_parallel`) and the fix.
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let pull = &self.pull;
         if pull.every.is_some() && pull.cron.is_some() {
