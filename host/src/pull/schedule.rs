@@ -198,19 +198,23 @@ impl Scheduler {
     /// Starts the loops of the connectors loaded now, then follows every
     /// reload the registry publishes until shutdown.
     pub fn start(self: &Arc<Self>) -> impl std::future::Future<Output = ()> + Send + 'static {
+        // Subscribed before the first sync: a reload published in between
+        // is seen by the loop below, never lost.
+        let mut reloads = self.registry.reloads();
         self.sync();
         let this = self.clone();
-        let mut reloads = self.registry.reloads();
         async move {
             loop {
                 tokio::select! {
+                    // Shutdown first: no loop starts once it began.
+                    biased;
+                    _ = this.shutdown.cancelled() => return,
                     changed = reloads.changed() => {
                         if changed.is_err() {
                             return;
                         }
                         this.sync();
                     }
-                    _ = this.shutdown.cancelled() => return,
                 }
             }
         }
@@ -222,6 +226,11 @@ impl Scheduler {
     fn sync(self: &Arc<Self>) {
         let engine = self;
         let mut loops = self.loops.lock().expect("scheduler lock");
+        // `stop` drains the loops under this lock after cancelling: a sync
+        // that comes later starts nothing.
+        if engine.shutdown.is_cancelled() {
+            return;
+        }
         loops.retain(|name, h| {
             let pulls = engine.registry.get(name).is_some_and(|c| c.descriptor.pull);
             if !pulls {

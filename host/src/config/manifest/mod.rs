@@ -328,7 +328,6 @@ impl Manifest {
         Self::parse(path, &text)
     }
 
-    /// Parses and checks manifest text; `path` is only used in messages.
     /// How long the source remembers event ids and idempotency keys:
     /// `[stream] dedup_window`, else the older `[push] dedup_window`, else
     /// [`DEFAULT_DEDUP_WINDOW`]. Push and pull share it.
@@ -339,6 +338,7 @@ impl Manifest {
             .unwrap_or(DEFAULT_DEDUP_WINDOW)
     }
 
+    /// Parses and checks manifest text; `path` is only used in messages.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
         let manifest: Manifest = parse_toml(path, text)?;
         manifest.validate(path)?;
