@@ -184,8 +184,10 @@ fn apt_install(package: &str, why: &str) -> Result<()> {
     }
 }
 
-/// The example connector crates under plugins/.
-/// Builds the example connectors; returns (name, path) of each `.wasm`.
+/// Builds the example connectors under `plugins/` (with the same command as
+/// the tests' build script, so settings meant for a native build such as
+/// `RUSTFLAGS` never reach the wasm build); returns (name, path) of each
+/// `.wasm`.
 pub(crate) fn build_plugins() -> Result<Vec<(String, PathBuf)>> {
     ensure_target()?;
     let names = inlet_devtools::crates_in(&root(), "plugins");
