@@ -1,7 +1,7 @@
 //! The composition root: the one place that builds the parts of a running
 //! host and wires them together (store, runtime, registry, pull scheduler,
 //! push ingest, admin API, listener, background tasks), and shuts them
-//! down in order. Nothing else in the crate imports this module.
+//! down in order. Only `cli.rs` uses it (`Server`, `ServeOptions`).
 
 mod accept;
 mod retention;
