@@ -16,7 +16,9 @@ use crate::conns::Admission;
 use crate::metrics::Metrics;
 use crate::registry::{Counters, Registry};
 use crate::reply::{self, ApiError, Body, Resp};
-use crate::runtime::{CallError, ConnectorError, PushRequest};
+use crate::runtime::{
+    CallError, ConnectorError, PushRequest, REPLY_SECURITY_HEADERS, reply_header_allowed,
+};
 use crate::store::{Commit, CommitOutcome, Mode, PushRecord, Store, StoredReply, now_ms};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
@@ -302,16 +304,25 @@ fn duplicate(record: &PushRecord) -> Result<Pushed, ApiError> {
     Ok(Pushed::Duplicate(resp))
 }
 
+/// A connector's reply as the sender gets it. The runtime filtered it when
+/// the connector returned it; a remembered reply passes the same filter
+/// again (it may have been stored by an older host).
 fn connector_reply(r: &StoredReply, replayed: bool) -> Result<Resp, ApiError> {
-    let mut builder =
-        http::Response::builder().status(StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK));
-    for (k, v) in &r.headers {
+    let status = StatusCode::from_u16(r.status)
+        .ok()
+        .filter(|s| (200..=599).contains(&s.as_u16()))
+        .ok_or(ApiError::BadReply)?;
+    let mut builder = http::Response::builder().status(status);
+    for (k, v) in r.headers.iter().filter(|(k, _)| reply_header_allowed(k)) {
         if let (Ok(k), Ok(v)) = (
             http::HeaderName::from_bytes(k.as_bytes()),
             http::HeaderValue::from_str(v),
         ) {
             builder = builder.header(k, v);
         }
+    }
+    for (k, v) in REPLY_SECURITY_HEADERS {
+        builder = builder.header(k, v);
     }
     if replayed {
         builder = builder.header("idempotent-replayed", "true");

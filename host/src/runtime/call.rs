@@ -4,6 +4,7 @@
 //! the conversion of the guest's events under the sandbox's caps).
 
 use super::bindings::{Plugin, types};
+use super::output;
 use super::wait::{self, SourceWaits};
 use super::{Code, EPOCH_TICK, HostState, Runtime, Sandbox};
 use crate::event::Event;
@@ -316,15 +317,12 @@ impl Runtime {
                 .await
                 .map_err(|e| classify(e, &store, sandbox, deadline))?;
             let out = r.map_err(|e| CallError::Connector(e.into()))?;
-            let events = convert_events(out.events, sandbox)?;
-            Ok(PushResult {
-                events,
-                reply: out.reply.map(|r| Reply {
-                    status: r.status,
-                    headers: r.headers,
-                    body: r.body,
-                }),
-            })
+            let (events, spent) = output::events(out.events, sandbox)?;
+            let reply = match out.reply {
+                Some(r) => Some(output::reply(r, spent, sandbox)?),
+                None => None,
+            };
+            Ok(PushResult { events, reply })
         })
         .await
     }
@@ -346,9 +344,10 @@ impl Runtime {
                 .await
                 .map_err(|e| classify(e, &store, sandbox, deadline))?;
             let out = r.map_err(|e| CallError::Connector(e.into()))?;
+            let (events, spent) = output::events(out.events, sandbox)?;
             Ok(PullResult {
-                events: convert_events(out.events, sandbox)?,
-                checkpoint: out.checkpoint,
+                events,
+                checkpoint: output::checkpoint(out.checkpoint, spent, sandbox)?,
                 has_more: out.has_more,
             })
         })
@@ -381,34 +380,6 @@ impl Runtime {
             }),
         }
     }
-}
-
-fn convert_events(events: Vec<types::Event>, sandbox: &Sandbox) -> Result<Vec<Event>, CallError> {
-    if events.len() > sandbox.max_events_per_call as usize {
-        return Err(CallError::Output(format!(
-            "{} events in one call; the limit is {}",
-            events.len(),
-            sandbox.max_events_per_call
-        )));
-    }
-    let bytes: u64 = events.iter().map(|e| e.payload.len() as u64).sum();
-    if bytes > sandbox.max_bytes_per_call {
-        return Err(CallError::Output(format!(
-            "{bytes} payload bytes in one call; the limit is {}",
-            sandbox.max_bytes_per_call
-        )));
-    }
-    Ok(events
-        .into_iter()
-        .map(|e| Event {
-            id: e.id,
-            key: e.key,
-            time_ms: e.time_ms,
-            payload: e.payload,
-            content_type: e.content_type,
-            attributes: e.attributes,
-        })
-        .collect())
 }
 
 /// Hostcall fuel for one call: enough for `max_bytes_per_call` of payload

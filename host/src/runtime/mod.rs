@@ -12,12 +12,14 @@ mod bindings;
 mod cache;
 mod call;
 mod capability;
+mod output;
 mod sandbox;
 mod state;
 mod wait;
 
 pub use cache::{ComponentCache, Origin, UNUSED_ENTRY_TTL};
 pub use capability::Import;
+pub use output::{MAX_CHECKPOINT_BYTES, REPLY_SECURITY_HEADERS, reply_header_allowed};
 pub use sandbox::Sandbox;
 pub use state::HostState;
 pub use wait::{MARGIN_FLOOR, MIN_SOURCE_DEADLINE};

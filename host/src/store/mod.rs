@@ -80,7 +80,34 @@ pub struct PushRecord {
 pub struct StoredReply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
+    /// Base64 in the record (before, a JSON array of numbers: up to four
+    /// bytes a byte; both are read).
+    #[serde(with = "reply_body")]
     pub body: Vec<u8>,
+}
+
+mod reply_body {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(body: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(body))
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Base64(String),
+        Numbers(Vec<u8>),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        match Stored::deserialize(d)? {
+            Stored::Base64(text) => STANDARD.decode(text).map_err(serde::de::Error::custom),
+            Stored::Numbers(bytes) => Ok(bytes),
+        }
+    }
 }
 
 /// The result of a [`Commit`].
@@ -302,4 +329,28 @@ pub(crate) fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_body_is_stored_as_base64_and_old_records_still_read() {
+        let record = PushRecord {
+            reply: Some(StoredReply {
+                status: 200,
+                headers: vec![],
+                body: vec![0xff; 300],
+            }),
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&record).unwrap();
+        assert!(json.len() < 500, "{} bytes", json.len());
+        assert_eq!(serde_json::from_str::<PushRecord>(&json).unwrap(), record);
+        let old = r#"{"events":0,"first_offset":null,"last_offset":null,
+            "reply":{"status":200,"headers":[],"body":[104,105]}}"#;
+        let old: PushRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(old.reply.unwrap().body, b"hi");
+    }
 }

@@ -1,0 +1,174 @@
+//! A hostile connector harms no other source, sender or consumer
+//! (hardening, part 2). Each test drives one abuse of
+//! tests/fixtures/hostile through the real host and checks the promise it
+//! would break: replies that split responses, output that amplifies into
+//! every event, floods of logs, payloads consumers cannot parse.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use inlet_tests::{TestHost, plugins};
+use std::time::Duration;
+
+/// No quarantine (each test counts failures itself), loopback only.
+const HOSTILE: &str = r#"
+[sandbox]
+push_deadline = "5s"
+memory_mb = 64
+quarantine_after = 0
+"#;
+
+async fn hostile_host() -> TestHost {
+    TestHost::start(&[("hostile", plugins::HOSTILE, Some(HOSTILE))]).await
+}
+
+/// Sends `requests` one after another on one kept-alive HTTP/1.1
+/// connection and returns each response with its body.
+async fn on_one_connection(
+    host: &TestHost,
+    requests: Vec<http::Request<Full<Bytes>>>,
+) -> Vec<(http::response::Parts, Bytes)> {
+    let addr = host.url("").trim_start_matches("http://").to_string();
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut out = Vec::new();
+    for request in requests {
+        let response = tokio::time::timeout(Duration::from_secs(30), sender.send_request(request))
+            .await
+            .expect("an answer within 30 s")
+            .expect("a well-formed response");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        out.push((parts, body));
+    }
+    out
+}
+
+fn post(path: &str) -> http::Request<Full<Bytes>> {
+    http::Request::post(path)
+        .header("host", "inlet")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap()
+}
+
+/// A reply that declares `Content-Length: 0` (and chunked, and
+/// keep-alive) and carries a whole second response in its body: the host
+/// frames the response itself, so the kept-alive client reads exactly one
+/// answer per request. Cookies and CORS are dropped; the host's nosniff
+/// and sandboxing CSP are added.
+#[tokio::test]
+async fn a_reply_cannot_split_the_response_or_set_browser_state() {
+    let host = hostile_host().await;
+    let health = http::Request::get("/healthz")
+        .header("host", "inlet")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let answers =
+        on_one_connection(&host, vec![post("/ingest/hostile/reply-smuggle"), health]).await;
+    let (reply, body) = &answers[0];
+    assert_eq!(reply.status, 200);
+    assert!(
+        body.starts_with(b"HTTP/1.1 200 OK") && body.ends_with(b"</script>"),
+        "the whole body, framed by the host: {body:?}"
+    );
+    assert_eq!(
+        reply.headers["content-length"],
+        body.len().to_string().as_str()
+    );
+    for dropped in [
+        "transfer-encoding",
+        "set-cookie",
+        "access-control-allow-origin",
+        "access-control-allow-credentials",
+    ] {
+        assert!(
+            !reply.headers.contains_key(dropped),
+            "{dropped}: {:?}",
+            reply.headers
+        );
+    }
+    assert_eq!(reply.headers["x-kept"], "yes");
+    assert_eq!(reply.headers["x-content-type-options"], "nosniff");
+    assert_eq!(
+        reply.headers["content-security-policy"],
+        "default-src 'none'; sandbox"
+    );
+    let (health, body) = &answers[1];
+    assert_eq!(health.status, 200, "{body:?}");
+    assert!(!body.starts_with(b"smuggled"), "{body:?}");
+    // The retry of the same request gets the same filtered answer.
+    let retry = || {
+        let mut request = post("/ingest/hostile/reply-smuggle");
+        request
+            .headers_mut()
+            .insert("idempotency-key", http::HeaderValue::from_static("k1"));
+        request
+    };
+    let answers = on_one_connection(&host, vec![retry(), retry()]).await;
+    let (replayed, replayed_body) = &answers[1];
+    assert_eq!(replayed.headers["idempotent-replayed"], "true");
+    assert_eq!(replayed_body, &answers[0].1);
+    assert!(!replayed.headers.contains_key("set-cookie"));
+    assert_eq!(replayed.headers["x-content-type-options"], "nosniff");
+}
+
+/// Statuses outside 200–599 fail the call as the connector's limit (500,
+/// class `limit`); nothing is sent with them.
+#[tokio::test]
+async fn a_reply_status_outside_200_to_599_fails_the_call() {
+    let host = hostile_host().await;
+    for status in [0, 99, 101, 199, 600, 999] {
+        let (code, body, _) = host
+            .post_json(
+                &format!("/ingest/hostile/reply-status?status={status}"),
+                "{}",
+                &[],
+            )
+            .await;
+        assert_eq!(code, 500, "status {status}: {body}");
+        assert_eq!(body["error"]["code"], "connector_failed", "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("(limit)"),
+            "{body}"
+        );
+    }
+    for status in [200, 204, 404, 599] {
+        let (code, _, _) = host
+            .post_json(
+                &format!("/ingest/hostile/reply-status?status={status}"),
+                "{}",
+                &[],
+            )
+            .await;
+        assert_eq!(code, status);
+    }
+    let metrics = host.metrics().await;
+    assert!(
+        metrics.contains(r#"inlet_connector_failures_total{source="hostile",class="limit"} 6"#),
+        "{metrics}"
+    );
+}
+
+/// Too many reply headers, or too big a reply body, fail the call.
+#[tokio::test]
+async fn reply_headers_and_body_are_capped() {
+    let host = hostile_host().await;
+    let cases = [
+        ("/ingest/hostile/reply-headers?n=32", 200),
+        ("/ingest/hostile/reply-headers?n=33", 500),
+        ("/ingest/hostile/reply-headers?n=10000", 500),
+        ("/ingest/hostile/reply-body?bytes=1048576", 200),
+        ("/ingest/hostile/reply-body?bytes=1048577", 500),
+    ];
+    for (path, expected) in cases {
+        let (code, body, _) = host.post_json(path, "{}", &[]).await;
+        assert_eq!(code, expected, "{path}: {body}");
+    }
+}
