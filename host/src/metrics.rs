@@ -259,6 +259,7 @@ pub struct SourceCounters {
     pub events_deduplicated: u64,
     pub events_trimmed: u64,
     pub events_trimmed_forced: u64,
+    pub log_lines_dropped: u64,
 }
 
 /// A pull schedule's gauges.
@@ -272,7 +273,7 @@ pub struct PullSample {
 type CounterOf = fn(&SourceCounters) -> u64;
 
 /// The per-source counters: name (without `_total`), help, value.
-const SOURCE_COUNTERS: [(&str, &str, CounterOf); 7] = [
+const SOURCE_COUNTERS: [(&str, &str, CounterOf); 8] = [
     (
         "inlet_push_rejected",
         "Push requests rejected before storing.",
@@ -303,6 +304,11 @@ const SOURCE_COUNTERS: [(&str, &str, CounterOf); 7] = [
         "inlet_events_trimmed_forced",
         "Events removed by max_bytes before a consumer cursor reached them.",
         |c| c.events_trimmed_forced,
+    ),
+    (
+        "inlet_connector_log_lines_dropped",
+        "Connector log lines (host.log, stdout, stderr) dropped past their call's 64 KiB log budget.",
+        |c| c.log_lines_dropped,
     ),
 ];
 

@@ -272,6 +272,18 @@ where
     }
 }
 
+/// A temporary directory for a [`ChildHost`]: `plugins.d` with `plugins`
+/// installed (name, wasm, manifest).
+pub fn host_dir(plugins: &[(&str, &str, Option<&str>)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("plugins.d");
+    std::fs::create_dir_all(&p).unwrap();
+    for (name, wasm, manifest) in plugins {
+        install(&p, name, wasm, *manifest);
+    }
+    dir
+}
+
 /// The real `inlet` binary as a child process, for tests that signal or
 /// kill it. Its stderr (the log) goes to `dir/inlet.log`.
 pub struct ChildHost {
@@ -344,6 +356,16 @@ impl ChildHost {
     /// Every envelope of `source`, in offset order.
     pub async fn events(&self, source: &str) -> Vec<serde_json::Value> {
         read_stream(&reqwest::Client::new(), &self.base, source).await
+    }
+
+    /// `GET /metrics` (no token).
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.url("/metrics"))
+            .await
+            .expect("request sent")
+            .text()
+            .await
+            .unwrap()
     }
 
     pub fn log_text(&self) -> String {

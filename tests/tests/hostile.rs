@@ -172,3 +172,71 @@ async fn reply_headers_and_body_are_capped() {
         assert_eq!(code, expected, "{path}: {body}");
     }
 }
+
+const BIN: &str = env!("CARGO_BIN_EXE_inlet");
+
+/// 3 × 2,000 lines of 1 KiB in one call (`host.log`, stdout and stderr):
+/// the host log grows by the call's 64 KiB budget and a little more, the
+/// rest is dropped and counted. Before, all 6 MB went to the log.
+#[tokio::test]
+async fn a_log_flood_is_held_to_the_calls_budget() {
+    let dir = inlet_tests::host_dir(&[("hostile", plugins::HOSTILE, Some(HOSTILE))]);
+    let host = inlet_tests::ChildHost::spawn(BIN, dir.path(), &[], &[]).expect("starts");
+    let client = reqwest::Client::new();
+    let before = host.log_text().len();
+    let r = client
+        .post(host.url("/ingest/hostile/log-flood?n=2000&bytes=1024"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let metrics = host.metrics().await;
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"inlet_connector_log_lines_dropped_total{source="hostile"} "#)
+        })
+        .unwrap_or_else(|| panic!("{metrics}"))
+        .parse()
+        .unwrap();
+    // 64 KiB of 1 KiB lines pass; a line's log record adds its prefix.
+    assert!(dropped >= 6_000 - 64, "{dropped} dropped");
+    let grown = host.log_text().len() - before;
+    assert!(grown < 256 * 1024, "the log grew by {grown} bytes");
+}
+
+/// A newline, CR, NUL or terminal escape inside a guest line is escaped:
+/// no line of the host log starts with the guest's forged text.
+#[tokio::test]
+async fn a_guest_cannot_forge_log_lines() {
+    let dir = inlet_tests::host_dir(&[("hostile", plugins::HOSTILE, Some(HOSTILE))]);
+    let host = inlet_tests::ChildHost::spawn(BIN, dir.path(), &[], &[]).expect("starts");
+    let r = reqwest::Client::new()
+        .post(host.url("/ingest/hostile/log-forge"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let log =
+        inlet_tests::eventually(Duration::from_secs(10), "the guest's lines", || {
+            let log = host.log_text();
+            async move {
+                (log.contains("forged by log") && log.contains("forged by stdout")).then_some(log)
+            }
+        })
+        .await;
+    assert!(
+        log.contains(r"benign\nERROR forged by log\r\u{0}\u{1b}[31m"),
+        "{log}"
+    );
+    assert!(log.contains(r"benign\rERROR forged by stdout"), "{log}");
+    for line in log.lines() {
+        assert!(!line.starts_with("ERROR forged"), "{line:?}");
+        assert!(
+            !line.contains('\r') && !line.contains('\0') && !line.contains('\u{1b}'),
+            "{line:?}"
+        );
+    }
+}

@@ -20,22 +20,12 @@ fn limited_bin(dir: &tempfile::TempDir, limits: &str) -> String {
     script.to_str().unwrap().to_string()
 }
 
-fn dir_with(plugins_: &[(&str, &str, Option<&str>)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("plugins.d");
-    std::fs::create_dir_all(&p).unwrap();
-    for (name, wasm, manifest) in plugins_ {
-        inlet_tests::install(&p, name, wasm, *manifest);
-    }
-    dir
-}
-
 /// A token setting whose variable is unset or empty refuses the start,
 /// naming the key and the variable: it never means "no token" (the admin
 /// API and /metrics used to answer everyone then).
 #[test]
 fn token_settings_whose_variable_is_unset_or_empty_refuse_the_start() {
-    let dir = dir_with(&[("hooks", plugins::WEBHOOK_JSON, None)]);
+    let dir = inlet_tests::host_dir(&[("hooks", plugins::WEBHOOK_JSON, None)]);
     let config = dir.path().join("inlet.toml");
     for (key, env) in [
         ("admin_token_env", &[][..]),
@@ -63,7 +53,7 @@ fn token_settings_whose_variable_is_unset_or_empty_refuse_the_start() {
 
 #[tokio::test]
 async fn admin_api_needs_the_token_when_configured() {
-    let dir = dir_with(&[("hooks", plugins::WEBHOOK_JSON, None)]);
+    let dir = inlet_tests::host_dir(&[("hooks", plugins::WEBHOOK_JSON, None)]);
     std::fs::write(
         dir.path().join("inlet.toml"),
         "admin_token_env = \"INLET_TEST_ADMIN\"\nmetrics_token_env = \"INLET_TEST_METRICS\"\n",
@@ -158,7 +148,7 @@ async fn admin_api_needs_the_token_when_configured() {
 async fn sigterm_drains_an_in_flight_push_then_exits_cleanly() {
     // A push in flight for 5 s (the drain waits up to 30 s): long enough to
     // be seen in flight on a slow machine, within a deadline it cannot miss.
-    let dir = dir_with(&[(
+    let dir = inlet_tests::host_dir(&[(
         "slow",
         plugins::SLOW_PUSH,
         Some("[sandbox]\npush_deadline = \"30s\"\n"),
@@ -209,7 +199,7 @@ async fn sigterm_drains_an_in_flight_push_then_exits_cleanly() {
 
 #[tokio::test]
 async fn a_second_instance_on_the_same_data_dir_is_refused() {
-    let dir = dir_with(&[("hooks", plugins::WEBHOOK_JSON, None)]);
+    let dir = inlet_tests::host_dir(&[("hooks", plugins::WEBHOOK_JSON, None)]);
     let first = ChildHost::spawn(BIN, dir.path(), &[], &[]).expect("first starts");
     let Err((status, log)) = ChildHost::spawn(BIN, dir.path(), &[], &[]) else {
         panic!("a second instance started on the same data dir");
@@ -236,7 +226,7 @@ async fn a_second_instance_on_the_same_data_dir_is_refused() {
 
 #[tokio::test]
 async fn push_logs_carry_the_request_id_in_json() {
-    let dir = dir_with(&[("hooks", plugins::WEBHOOK_JSON, None)]);
+    let dir = inlet_tests::host_dir(&[("hooks", plugins::WEBHOOK_JSON, None)]);
     let host = ChildHost::spawn(
         BIN,
         dir.path(),
@@ -491,7 +481,7 @@ async fn metrics_cover_a_scripted_session() {
 
 #[tokio::test]
 async fn a_corrupt_store_is_reported_with_its_path_and_never_recreated() {
-    let dir = dir_with(&[("hooks", plugins::WEBHOOK_JSON, None)]);
+    let dir = inlet_tests::host_dir(&[("hooks", plugins::WEBHOOK_JSON, None)]);
     {
         let mut host = ChildHost::spawn(BIN, dir.path(), &[], &[]).expect("starts");
         let r = reqwest::Client::new()
@@ -524,7 +514,7 @@ async fn a_corrupt_store_is_reported_with_its_path_and_never_recreated() {
 
 #[tokio::test]
 async fn a_second_signal_exits_at_once() {
-    let dir = dir_with(&[(
+    let dir = inlet_tests::host_dir(&[(
         "slow",
         plugins::SLOW_PUSH,
         Some("[sandbox]\npush_deadline = \"30s\"\n"),
@@ -572,7 +562,7 @@ async fn a_second_signal_exits_at_once() {
 /// shutdown.
 #[tokio::test]
 async fn special_files_in_the_plugins_directory_never_hang_the_host() {
-    let dir = dir_with(&[
+    let dir = inlet_tests::host_dir(&[
         ("hooks", plugins::WEBHOOK_JSON, None),
         ("jam", plugins::WEBHOOK_JSON, None),
     ]);
@@ -651,7 +641,7 @@ async fn special_files_in_the_plugins_directory_never_hang_the_host() {
 /// retry is stored, once.
 #[tokio::test]
 async fn a_failed_write_is_never_acknowledged_not_even_as_a_duplicate() {
-    let dir = dir_with(&[("hooks", plugins::WEBHOOK_JSON, None)]);
+    let dir = inlet_tests::host_dir(&[("hooks", plugins::WEBHOOK_JSON, None)]);
     let limited = limited_bin(&dir, "ulimit -f 2048\ntrap '' XFSZ");
     let mut host = ChildHost::spawn(&limited, dir.path(), &[], &[]).expect("starts");
     let client = reqwest::Client::new();
@@ -706,7 +696,7 @@ async fn a_failed_write_is_never_acknowledged_not_even_as_a_duplicate() {
 /// nothing else: it cannot see connectors, pull, move checkpoints or reload.
 #[tokio::test]
 async fn the_consumer_token_reads_streams_and_moves_cursors_only() {
-    let dir = dir_with(&[("hooks", plugins::WEBHOOK_JSON, None)]);
+    let dir = inlet_tests::host_dir(&[("hooks", plugins::WEBHOOK_JSON, None)]);
     let config = dir.path().join("inlet.toml");
     std::fs::write(
         &config,
@@ -784,7 +774,7 @@ async fn the_consumer_token_reads_streams_and_moves_cursors_only() {
 /// accepting connections (`Too many open files`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_polls_past_the_file_limit_are_shed_with_503() {
-    let dir = dir_with(&[("hooks", plugins::WEBHOOK_JSON, None)]);
+    let dir = inlet_tests::host_dir(&[("hooks", plugins::WEBHOOK_JSON, None)]);
     let limited = limited_bin(&dir, "ulimit -n 512");
     let host =
         std::sync::Arc::new(ChildHost::spawn(&limited, dir.path(), &[], &[]).expect("starts"));

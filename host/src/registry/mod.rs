@@ -376,6 +376,7 @@ impl Registry {
             &manifest,
             &self.config.sandbox,
             manifest_path,
+            self.source(name).usage.clone(),
         )?);
         let push = PushPolicy::build(&manifest, manifest_path)?;
         let component_err = |message: String| LoadError::Component {

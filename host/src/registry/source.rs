@@ -1,6 +1,6 @@
 //! State kept per source across versions of its connector.
 
-use crate::runtime::{CallError, FailureClass, Sandbox};
+use crate::runtime::{CallError, FailureClass, Sandbox, Usage};
 use crate::store::now_ms;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -89,6 +89,8 @@ pub struct PullStatus {
 #[derive(Debug, Default)]
 pub struct SourceState {
     pub counters: Counters,
+    /// What the source's calls used (log lines dropped), across versions.
+    pub usage: Arc<Usage>,
     last_error: Mutex<Option<String>>,
     manifest_text: Mutex<String>,
     pub pull: Mutex<PullStatus>,
@@ -254,6 +256,7 @@ impl SourceState {
             events_deduplicated: g(&c.events_deduplicated),
             events_trimmed: g(&c.events_trimmed),
             events_trimmed_forced: g(&c.events_trimmed_forced),
+            log_lines_dropped: self.usage.log_lines_dropped(),
         }
     }
 

@@ -12,16 +12,20 @@ mod bindings;
 mod cache;
 mod call;
 mod capability;
+mod log;
 mod output;
 mod sandbox;
 mod state;
+mod usage;
 mod wait;
 
 pub use cache::{ComponentCache, Origin, UNUSED_ENTRY_TTL};
 pub use capability::Import;
+pub use log::{LOG_BYTES_PER_CALL, LOG_LINE_BYTES};
 pub use output::{MAX_CHECKPOINT_BYTES, REPLY_SECURITY_HEADERS, reply_header_allowed};
 pub use sandbox::Sandbox;
 pub use state::HostState;
+pub use usage::Usage;
 pub use wait::{MARGIN_FLOOR, MIN_SOURCE_DEADLINE};
 
 use bindings::{CONNECTOR_EXPORT, PluginPre};

@@ -1,6 +1,7 @@
 //! What one connector may do: memory, deadlines, output caps, and the
 //! outbound hosts it may reach with the headers the host adds for it.
 
+use super::Usage;
 use super::capability::outbound::OutboundGrant;
 use super::capability::sql::SqlConnection;
 use crate::config::{ConfigError, Manifest, SandboxDefaults};
@@ -34,6 +35,8 @@ pub struct Sandbox {
     pub(crate) outbound: Arc<OutboundGrant>,
     /// `[sandbox.sql.NAME]` grants, by NAME (capability/sql.rs).
     pub(crate) sql: Arc<BTreeMap<String, Arc<SqlConnection>>>,
+    /// What the source's calls used (kept by the registry per source).
+    pub(crate) usage: Arc<Usage>,
 }
 
 impl Sandbox {
@@ -44,6 +47,7 @@ impl Sandbox {
         manifest: &Manifest,
         defaults: &SandboxDefaults,
         manifest_path: &Path,
+        usage: Arc<Usage>,
     ) -> Result<Self, ConfigError> {
         let s = &manifest.sandbox;
         let outbound = OutboundGrant::resolve(s, manifest_path)?;
@@ -87,12 +91,19 @@ impl Sandbox {
                 .unwrap_or(defaults.quarantine_cooldown),
             outbound: Arc::new(outbound),
             sql: Arc::new(SqlConnection::resolve_all(s, manifest_path)?),
+            usage,
         })
     }
 
     /// A sandbox with the host defaults and no grants (for `inlet check`).
     pub fn isolated(name: &str, defaults: &SandboxDefaults) -> Self {
-        Self::resolve(name, &Manifest::default(), defaults, Path::new("-"))
-            .expect("the empty manifest resolves")
+        Self::resolve(
+            name,
+            &Manifest::default(),
+            defaults,
+            Path::new("-"),
+            Arc::default(),
+        )
+        .expect("the empty manifest resolves")
     }
 }

@@ -5,14 +5,12 @@
 use super::capability::host_api::HostApi;
 use super::capability::outbound::Outbound;
 use super::capability::sql::Sql;
+use super::log::{CallLog, GuestOutput};
 use super::sandbox::Sandbox;
 use super::wait::SourceWaits;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -38,9 +36,10 @@ impl HostState {
         deadline: std::time::Instant,
         waits: Arc<SourceWaits>,
     ) -> Self {
+        let log = CallLog::new(sandbox.name.clone(), sandbox.usage.clone());
         let mut wasi = WasiCtx::builder();
-        wasi.stdout(GuestOutput::new(sandbox.name.clone(), "stdout"))
-            .stderr(GuestOutput::new(sandbox.name.clone(), "stderr"))
+        wasi.stdout(GuestOutput::new(log.clone(), "stdout"))
+            .stderr(GuestOutput::new(log.clone(), "stderr"))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
@@ -59,7 +58,7 @@ impl HostState {
                 exhausted: Arc::new(AtomicBool::new(false)),
             },
             host_api: HostApi {
-                connector: sandbox.name.clone(),
+                log,
                 config: sandbox.config.clone(),
             },
             sql: Sql {
@@ -120,85 +119,5 @@ impl wasmtime::ResourceLimiter for MemoryLimit {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
-    }
-}
-
-/// Guest stdout/stderr, forwarded to tracing line by line under the
-/// connector's name, with a byte budget per call.
-struct GuestOutput {
-    name: Arc<str>,
-    stream: &'static str,
-}
-
-impl GuestOutput {
-    fn new(name: Arc<str>, stream: &'static str) -> Self {
-        GuestOutput { name, stream }
-    }
-}
-
-impl IsTerminal for GuestOutput {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl StdoutStream for GuestOutput {
-    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(LineWriter {
-            name: self.name.clone(),
-            stream: self.stream,
-            buf: Vec::new(),
-            budget: 64 * 1024,
-        })
-    }
-}
-
-struct LineWriter {
-    name: Arc<str>,
-    stream: &'static str,
-    buf: Vec<u8>,
-    budget: usize,
-}
-
-impl LineWriter {
-    fn emit(&mut self, line: &[u8]) {
-        let text = String::from_utf8_lossy(line);
-        let text = text.trim_end_matches('\r');
-        tracing::info!(target: "inlet::guest", connector = %self.name, stream = self.stream, "{text}");
-    }
-}
-
-impl tokio::io::AsyncWrite for LineWriter {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        // Output past the budget is dropped, never an error for the guest.
-        let take = data.len().min(self.budget);
-        self.budget -= take;
-        self.buf.extend_from_slice(&data[..take]);
-        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.buf.drain(..=pos).collect();
-            self.emit(&line[..line.len() - 1]);
-        }
-        Poll::Ready(Ok(data.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl Drop for LineWriter {
-    fn drop(&mut self) {
-        if !self.buf.is_empty() {
-            let rest = std::mem::take(&mut self.buf);
-            self.emit(&rest);
-        }
     }
 }

@@ -1,14 +1,15 @@
-//! The `host` interface: `log` (to tracing, under the connector's name,
-//! truncated) and `config` (the manifest's `[config]` table, never a
-//! secret).
+//! The `host` interface: `log` (to the call's log, runtime/log.rs) and
+//! `config` (the manifest's `[config]` table, never a secret).
 
 use crate::runtime::bindings::{host_api, types};
+use crate::runtime::log::{CallLog, Level};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Per-call state of the `host` interface: the connector it serves.
+/// Per-call state of the `host` interface.
 pub(crate) struct HostApi {
-    pub(crate) connector: Arc<str>,
+    /// The call's log and its budget.
+    pub(crate) log: Arc<CallLog>,
     /// The manifest's `[config]` table.
     pub(crate) config: Arc<BTreeMap<String, String>>,
 }
@@ -17,35 +18,17 @@ impl types::Host for HostApi {}
 
 impl host_api::Host for HostApi {
     fn log(&mut self, level: host_api::Level, message: String) {
-        let connector = &*self.connector;
-        let message = truncate(&message, 8 * 1024);
-        match level {
-            host_api::Level::Trace => {
-                tracing::trace!(target: "inlet::guest", connector, "{message}")
-            }
-            host_api::Level::Debug => {
-                tracing::debug!(target: "inlet::guest", connector, "{message}")
-            }
-            host_api::Level::Info => tracing::info!(target: "inlet::guest", connector, "{message}"),
-            host_api::Level::Warn => tracing::warn!(target: "inlet::guest", connector, "{message}"),
-            host_api::Level::Error => {
-                tracing::error!(target: "inlet::guest", connector, "{message}")
-            }
-        }
+        let level = match level {
+            host_api::Level::Trace => Level::Trace,
+            host_api::Level::Debug => Level::Debug,
+            host_api::Level::Info => Level::Info,
+            host_api::Level::Warn => Level::Warn,
+            host_api::Level::Error => Level::Error,
+        };
+        self.log.line(level, "log", message.as_bytes());
     }
 
     fn config(&mut self, key: String) -> Option<String> {
         self.config.get(&key).cloned()
     }
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
