@@ -7,6 +7,9 @@
 //!   connection past either cap is answered `503` with `Retry-After` and
 //!   closed at once, before the descriptor limit is reached, so the host
 //!   never stops accepting.
+//! - Outbound requests: `max_outbound_requests` in flight at once across
+//!   every connector (by default a quarter of the file limit), taken out
+//!   of the descriptors the connections may use.
 //! - Unauthenticated bytes: a push body whose sender is not yet known to be
 //!   authentic (signature schemes check the body; `auth = none` is
 //!   anonymous) is buffered only within a byte budget per peer address and
@@ -22,7 +25,7 @@ use std::sync::{Arc, Mutex};
 pub const MAX_REFUSING: usize = 64;
 
 /// Descriptors kept back from the file limit for the store, the compile
-/// cache, outbound requests and the watcher.
+/// cache, SQL pools and the watcher.
 const RESERVED_FDS: u64 = 256;
 
 /// Counts per peer address and in total, within caps.
@@ -115,14 +118,27 @@ impl Drop for Grant {
 pub struct Admission {
     connections: Arc<Ledger>,
     unauthenticated: Arc<Ledger>,
+    /// Outbound requests in flight at once, host-wide (their descriptors
+    /// come out of the same file limit as the connections').
+    pub outbound_requests: usize,
 }
 
 impl Admission {
     /// Caps from `inlet.toml`; `max_connections = 0` means "from the file
     /// limit".
     pub fn new(limits: &crate::config::Limits) -> Self {
+        let soft = rlimit::getrlimit(rlimit::Resource::NOFILE)
+            .map(|(soft, _)| soft)
+            .unwrap_or(1024);
+        let outbound = match limits.max_outbound_requests {
+            0 => (soft / 4).clamp(16, 4096),
+            n => u64::from(n),
+        };
         let connections = match limits.max_connections {
-            0 => auto_max_connections(),
+            0 => soft
+                .saturating_sub(RESERVED_FDS)
+                .saturating_sub(outbound)
+                .clamp(64, 65_536),
             n => u64::from(n),
         };
         Admission {
@@ -134,6 +150,7 @@ impl Admission {
                 limits.unauthenticated_bytes,
                 limits.unauthenticated_bytes_per_peer,
             )),
+            outbound_requests: usize::try_from(outbound).unwrap_or(usize::MAX),
         }
     }
 
@@ -157,14 +174,6 @@ pub fn raise_file_limit() {
             tracing::warn!(error = %err, "Cannot raise the file descriptor limit.");
         }
     }
-}
-
-/// A little under the soft file limit, within [64, 65536].
-fn auto_max_connections() -> u64 {
-    let soft = rlimit::getrlimit(rlimit::Resource::NOFILE)
-        .map(|(soft, _)| soft)
-        .unwrap_or(1024);
-    soft.saturating_sub(RESERVED_FDS).clamp(64, 65_536)
 }
 
 #[cfg(test)]

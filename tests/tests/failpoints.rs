@@ -3,8 +3,32 @@
 //! global to the process, so these tests live in a binary of their own:
 //! nothing else runs beside them, whichever test runner is used.
 
-use inlet_tests::{TestHost, plugins};
-use std::time::Duration;
+use inlet_tests::{TestHost, eventually, plugins};
+use std::time::{Duration, Instant};
+
+/// Fail points are global to the process: under `cargo test` (threads, not
+/// processes) the tests here take turns.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Holds the writer at "sled-before-flush" until the returned sender is
+/// used or dropped (at most 60 s); the receiver hears when it got there.
+fn hold_the_writer() -> (std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<()>) {
+    let (reached_tx, reached_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let (reached_tx, release_rx) = (
+        std::sync::Mutex::new(reached_tx),
+        std::sync::Mutex::new(release_rx),
+    );
+    fail::cfg_callback("sled-before-flush", move || {
+        let _ = reached_tx.lock().unwrap().send(());
+        let _ = release_rx
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(60));
+    })
+    .unwrap();
+    (reached_rx, release_tx)
+}
 
 /// A retry that arrives while the original's group is applied in sled's
 /// memory but not yet flushed is not answered from that memory: it gets 409
@@ -17,21 +41,9 @@ async fn a_retry_during_the_originals_flush_is_not_answered_early() {
     if inlet_tests::test_store() != inlet_host::config::StoreKind::Sled {
         return;
     }
+    let _serial = SERIAL.lock().await;
     let host = TestHost::start(&[("hooks", plugins::WEBHOOK_JSON, None)]).await;
-    let (reached_tx, reached_rx) = std::sync::mpsc::channel::<()>();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-    let (reached_tx, release_rx) = (
-        std::sync::Mutex::new(reached_tx),
-        std::sync::Mutex::new(release_rx),
-    );
-    fail::cfg_callback("sled-before-flush", move || {
-        let _ = reached_tx.lock().unwrap().send(());
-        let _ = release_rx
-            .lock()
-            .unwrap()
-            .recv_timeout(Duration::from_secs(30));
-    })
-    .unwrap();
+    let (reached_rx, release_tx) = hold_the_writer();
     let body = r#"{"id":"order-1"}"#;
     let original = {
         let request = host
@@ -60,5 +72,45 @@ async fn a_retry_during_the_originals_flush_is_not_answered_early() {
         .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["status"], "duplicate", "{answer}");
+    assert_eq!(host.events("hooks").await.len(), 1);
+}
+
+/// A store write that never returns (a disk or descriptor table in
+/// trouble) does not hold its request, or readiness, for ever: past the
+/// store's stall limit (10 s) the push gets 503 and `/readyz` fails; once
+/// the writer moves again readiness is back, and the write that landed
+/// late is deduplicated on retry. Before, the request and every later one
+/// waited for ever while `/readyz` said 200.
+#[tokio::test]
+async fn a_stalled_store_write_fails_its_request_and_readiness_until_it_moves() {
+    if inlet_tests::test_store() != inlet_host::config::StoreKind::Sled {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let host = TestHost::start(&[("hooks", plugins::WEBHOOK_JSON, None)]).await;
+    let (_reached, release) = hold_the_writer();
+    let body = r#"{"id":"late"}"#;
+    let started = Instant::now();
+    let (status, answer, _) = host.post_json("/ingest/hooks", body, &[]).await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"]["code"], "store_unavailable", "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    let (ready, why) = host.get_json("/readyz").await;
+    assert_eq!(ready, 503, "{why}");
+    fail::remove("sled-before-flush");
+    release.send(()).unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "readiness after the write",
+        || async { (host.get_json("/readyz").await.0 == 200).then_some(()) },
+    )
+    .await;
+    let (status, answer, _) = host.post_json("/ingest/hooks", body, &[]).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["duplicate_events"], 1, "{answer}");
     assert_eq!(host.events("hooks").await.len(), 1);
 }

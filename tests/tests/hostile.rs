@@ -240,3 +240,79 @@ async fn a_guest_cannot_forge_log_lines() {
         );
     }
 }
+
+/// A server that accepts connections, counts them and never answers.
+async fn silent_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            held.push(socket);
+        }
+    });
+    (addr.to_string(), accepted)
+}
+
+/// Descriptors this process (the host runs in it) has open.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// One push starting 1,100 outbound requests at once to a server that
+/// never answers: 16 (the call's `max_outbound_requests`) go out, the rest
+/// fail at once with `connection-limit-reached`; the process's descriptors
+/// stay bounded and another source is served meanwhile. Before, every one
+/// opened a connection, and at the common 1,024-descriptor limit the host
+/// stopped accepting and its store failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_requests_past_the_calls_cap_fail_at_once() {
+    const FAN_OUT: &str = r#"
+[sandbox]
+push_deadline = "5s"
+quarantine_after = 0
+allowed_hosts = ["127.0.0.1:*"]
+"#;
+    let host = TestHost::start(&[
+        ("hostile", plugins::HOSTILE, Some(FAN_OUT)),
+        ("hooks", plugins::WEBHOOK_JSON, None),
+    ])
+    .await;
+    let (authority, accepted) = silent_server().await;
+    let before = open_fds();
+    let flood = {
+        let request = host
+            .client
+            .post(host.url(&format!(
+                "/ingest/hostile/fan-out?authority={authority}&n=1100"
+            )))
+            .body("{}");
+        tokio::spawn(async move {
+            let r = request.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    };
+    inlet_tests::eventually(Duration::from_secs(30), "16 requests at the server", || {
+        let n = accepted.load(std::sync::atomic::Ordering::Relaxed);
+        async move { (n >= 16).then_some(()) }
+    })
+    .await;
+    let during = open_fds();
+    assert!(
+        during < before + 100,
+        "{before} descriptors before, {during} during"
+    );
+    let (status, body, _) = host
+        .post_json("/ingest/hooks", r#"{"id":"meanwhile"}"#, &[])
+        .await;
+    assert_eq!(status, 202, "another source during the flood: {body}");
+    let (status, body) = flood.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let counts: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(counts["connection_limit_reached"], 1100 - 16, "{counts}");
+    assert_eq!(counts["refused_at_once"], 0, "{counts}");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::Relaxed), 16);
+}

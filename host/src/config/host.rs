@@ -164,6 +164,10 @@ pub struct Limits {
     pub unauthenticated_bytes: u64,
     /// The same, from one address; 0 for no per-address cap.
     pub unauthenticated_bytes_per_peer: u64,
+    /// Outbound requests (wasi:http) in flight at once across every
+    /// connector; a request past it waits for a slot within its call's
+    /// deadline. 0: a quarter of the file limit, within [16, 4096].
+    pub max_outbound_requests: u32,
 }
 
 impl Default for Limits {
@@ -179,9 +183,13 @@ impl Default for Limits {
             max_long_polls: 4096,
             unauthenticated_bytes: 256 << 20,
             unauthenticated_bytes_per_peer: 16 << 20,
+            max_outbound_requests: 0,
         }
     }
 }
+
+/// The most `sandbox.max_outbound_requests` may be.
+pub const MAX_OUTBOUND_PER_CALL: u32 = 256;
 
 /// `[sandbox]`: defaults applied to every connector.
 #[derive(Debug, Clone, Deserialize)]
@@ -198,8 +206,12 @@ pub struct SandboxDefaults {
     pub pull_deadline: Duration,
     /// Most events one call may return; more fails the call, nothing stored.
     pub max_events_per_call: u32,
-    /// Most payload bytes one call may return; more fails the call.
+    /// Most bytes one call may return (payloads, ids, keys, content
+    /// types, attributes, checkpoint, reply); more fails the call.
     pub max_bytes_per_call: u64,
+    /// Outbound requests one call may have in flight at once; one more
+    /// fails at once (`connection-limit-reached`).
+    pub max_outbound_requests: u32,
     /// Consecutive sandbox failures (trap, deadline, memory, limit) after
     /// which a connector is quarantined; 0 never quarantines.
     pub quarantine_after: u32,
@@ -217,6 +229,7 @@ impl Default for SandboxDefaults {
             pull_deadline: Duration::from_secs(60),
             max_events_per_call: 10_000,
             max_bytes_per_call: 64 * 1024 * 1024,
+            max_outbound_requests: 16,
             quarantine_after: 5,
             quarantine_cooldown: Duration::from_secs(30),
         }
@@ -284,6 +297,13 @@ impl HostConfig {
                     ),
                 ));
             }
+        }
+        if !(1..=MAX_OUTBOUND_PER_CALL).contains(&self.sandbox.max_outbound_requests) {
+            return Err(ConfigError::invalid(
+                path,
+                "sandbox.max_outbound_requests",
+                format!("use a value from 1 to {MAX_OUTBOUND_PER_CALL}"),
+            ));
         }
         if self.sandbox.memory_mb == 0 || self.sandbox.memory_mb > 4096 {
             return Err(ConfigError::invalid(

@@ -218,7 +218,12 @@ impl Runtime {
         let started = Instant::now();
         let mut store = Store::new(
             &self.engine,
-            HostState::new(sandbox.clone(), started + deadline, waits.clone()),
+            HostState::new(
+                sandbox.clone(),
+                started + deadline,
+                waits.clone(),
+                self.outbound_slots.clone(),
+            ),
         );
         store.limiter(|s| &mut s.limits);
         // Bounds what wasmtime copies out of the guest in one call (results

@@ -59,6 +59,9 @@ pub struct RuntimeOptions {
     /// deadline. Off only to measure its cost: a guest that loops forever
     /// then holds a thread until the call's timeout drops it.
     pub epoch_interruption: bool,
+    /// Outbound requests in flight at once across every connector (the
+    /// host's `limits.max_outbound_requests`).
+    pub max_outbound_requests: usize,
 }
 
 impl Default for RuntimeOptions {
@@ -67,6 +70,7 @@ impl Default for RuntimeOptions {
             pooling: true,
             max_instances: 1100,
             epoch_interruption: true,
+            max_outbound_requests: 256,
         }
     }
 }
@@ -78,6 +82,8 @@ pub struct Runtime {
     pooling: bool,
     epoch: bool,
     ticker: Arc<AtomicBool>,
+    /// Slots for outbound requests, host-wide (capability/outbound.rs).
+    outbound_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Drop for Runtime {
@@ -161,6 +167,7 @@ impl Runtime {
             pooling,
             epoch: options.epoch_interruption,
             ticker,
+            outbound_slots: Arc::new(tokio::sync::Semaphore::new(options.max_outbound_requests)),
         })
     }
 

@@ -25,8 +25,10 @@ pub struct Sandbox {
     pub pull_deadline: Duration,
     /// Most events one call may return.
     pub max_events_per_call: u32,
-    /// Most payload bytes one call may return.
+    /// Most bytes one call may return (runtime/output.rs counts them).
     pub max_bytes_per_call: u64,
+    /// Outbound requests one call may have in flight at once.
+    pub max_outbound_requests: u32,
     /// Consecutive sandbox failures before quarantine; 0 never quarantines.
     pub quarantine_after: u32,
     /// First quarantine cool-down; doubles per repeated quarantine.
@@ -85,6 +87,9 @@ impl Sandbox {
                 .max_events_per_call
                 .unwrap_or(defaults.max_events_per_call),
             max_bytes_per_call: s.max_bytes_per_call.unwrap_or(defaults.max_bytes_per_call),
+            max_outbound_requests: s
+                .max_outbound_requests
+                .unwrap_or(defaults.max_outbound_requests),
             quarantine_after: s.quarantine_after.unwrap_or(defaults.quarantine_after),
             quarantine_cooldown: s
                 .quarantine_cooldown

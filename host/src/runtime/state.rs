@@ -35,6 +35,7 @@ impl HostState {
         sandbox: Arc<Sandbox>,
         deadline: std::time::Instant,
         waits: Arc<SourceWaits>,
+        outbound_slots: Arc<tokio::sync::Semaphore>,
     ) -> Self {
         let log = CallLog::new(sandbox.name.clone(), sandbox.usage.clone());
         let mut wasi = WasiCtx::builder();
@@ -47,12 +48,7 @@ impl HostState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            outbound: Outbound {
-                connector: sandbox.name.clone(),
-                grant: sandbox.outbound.clone(),
-                deadline,
-                waits: waits.clone(),
-            },
+            outbound: Outbound::new(&sandbox, deadline, waits.clone(), outbound_slots),
             limits: MemoryLimit {
                 max_bytes: sandbox.memory_bytes,
                 exhausted: Arc::new(AtomicBool::new(false)),

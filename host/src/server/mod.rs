@@ -85,6 +85,7 @@ impl Server {
         runtime_options.max_instances = runtime_options
             .max_instances
             .max(config.limits.max_in_flight + config.limits.pull_workers + 64);
+        runtime_options.max_outbound_requests = admission.outbound_requests;
         let runtime = Arc::new(Runtime::new(&runtime_options)?);
         let registry = Arc::new(Registry::new(runtime, config.clone(), metrics.clone()));
         let shutdown = CancellationToken::new();

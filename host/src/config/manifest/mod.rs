@@ -224,6 +224,8 @@ pub struct SandboxSection {
     pub pull_deadline: Option<Duration>,
     pub max_events_per_call: Option<u32>,
     pub max_bytes_per_call: Option<u64>,
+    /// Outbound requests one call may have in flight at once.
+    pub max_outbound_requests: Option<u32>,
     /// Consecutive sandbox failures before quarantine; 0 never quarantines.
     pub quarantine_after: Option<u32>,
     /// First quarantine cool-down (doubles per repeated quarantine).
@@ -398,6 +400,18 @@ impl Manifest {
                 path,
                 "pull.retry",
                 "`initial` must be positive and not greater than `max`",
+            ));
+        }
+        if let Some(n) = self.sandbox.max_outbound_requests
+            && !(1..=super::host::MAX_OUTBOUND_PER_CALL).contains(&n)
+        {
+            return Err(ConfigError::invalid(
+                path,
+                "sandbox.max_outbound_requests",
+                format!(
+                    "use a value from 1 to {}",
+                    super::host::MAX_OUTBOUND_PER_CALL
+                ),
             ));
         }
         if self.push.max_in_flight == Some(0) {

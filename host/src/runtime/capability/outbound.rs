@@ -5,12 +5,14 @@
 //! the call and record the call's waits on its source.
 
 use crate::config::{ConfigError, SandboxSection, SecretRef};
+use crate::runtime::Sandbox;
 use crate::runtime::wait::{SourceWaits, WaitGuard, source_budget};
 use http::{HeaderName, HeaderValue};
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use tokio::sync::Semaphore;
 use wasmtime_wasi_http::WasiHttpHooks;
 
 /// What a manifest grants: hosts, and the headers injected for them.
@@ -162,13 +164,42 @@ impl HostPattern {
     }
 }
 
-/// The wasi:http hooks: `allowed_hosts`, `[[sandbox.inject]]`, and
-/// timeouts that end a request before the call's deadline.
+/// The wasi:http hooks: `allowed_hosts`, `[[sandbox.inject]]`, timeouts
+/// that end a request before the call's deadline, and slots: at most
+/// `max_outbound_requests` of the call's requests in flight (one more fails
+/// at once with `connection-limit-reached`) and a host-wide cap on all
+/// connectors' requests (a request waits for a slot, as a wait on its
+/// source). A slot is held until the response is dropped or its connection
+/// ends, so requests cannot exhaust the host's file descriptors.
 pub(crate) struct Outbound {
-    pub(crate) connector: Arc<str>,
-    pub(crate) grant: Arc<OutboundGrant>,
-    pub(crate) deadline: std::time::Instant,
-    pub(crate) waits: Arc<SourceWaits>,
+    connector: Arc<str>,
+    grant: Arc<OutboundGrant>,
+    deadline: std::time::Instant,
+    waits: Arc<SourceWaits>,
+    call_slots: Arc<Semaphore>,
+    call_limit: u32,
+    host_slots: Arc<Semaphore>,
+    refused: bool,
+}
+
+impl Outbound {
+    pub(crate) fn new(
+        sandbox: &Sandbox,
+        deadline: std::time::Instant,
+        waits: Arc<SourceWaits>,
+        host_slots: Arc<Semaphore>,
+    ) -> Self {
+        Outbound {
+            connector: sandbox.name.clone(),
+            grant: sandbox.outbound.clone(),
+            deadline,
+            waits,
+            call_slots: Arc::new(Semaphore::new(sandbox.max_outbound_requests as usize)),
+            call_limit: sandbox.max_outbound_requests,
+            host_slots,
+            refused: false,
+        }
+    }
 }
 
 impl WasiHttpHooks for Outbound {
@@ -202,6 +233,16 @@ impl WasiHttpHooks for Outbound {
             );
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
+        let Ok(call_slot) = self.call_slots.clone().try_acquire_owned() else {
+            if !std::mem::replace(&mut self.refused, true) {
+                tracing::warn!(
+                    connector = %self.connector,
+                    limit = self.call_limit,
+                    "Outbound request refused: the call has `max_outbound_requests` in flight."
+                );
+            }
+            return Box::new(async { Err(wasmtime_wasi_http::Error::ConnectionLimitReached) });
+        };
         for (name, value) in self.grant.injections_for(&host, port) {
             request.headers_mut().insert(name.clone(), value.clone());
         }
@@ -219,12 +260,22 @@ impl WasiHttpHooks for Outbound {
         }
         let what = format!("{} {}", request.method(), request.uri());
         let waits = self.waits.clone();
+        let host_slots = self.host_slots.clone();
         Box::new(async move {
             use http_body_util::BodyExt;
             let head = waits.enter(what.clone());
+            let host_slot = host_slots
+                .acquire_owned()
+                .await
+                .map_err(|_| wasmtime_wasi_http::Error::ConnectionLimitReached)?;
             let (res, io) =
                 wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
             drop(head);
+            // The connection task holds both slots until it ends.
+            let io = async move {
+                let _slots = (call_slot, host_slot);
+                io.await
+            };
             Ok((
                 res.map(|body| WatchedBody::new(body, waits, what).boxed_unsync()),
                 Box::new(io) as Box<dyn Future<Output = _> + Send>,

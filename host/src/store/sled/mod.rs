@@ -35,11 +35,23 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// Most bytes one `read` returns (it always returns at least one event).
 const READ_BUDGET: usize = 8 << 20;
+
+/// How long one group write (batch and flush) may take before the store
+/// counts as stalled: a request waiting on it is answered
+/// `store_unavailable` (its write may still land; a retry is deduplicated)
+/// and `/readyz` fails until the writer moves again. A healthy flush takes
+/// milliseconds; a disk or a descriptor table in trouble can block for
+/// ever, and then no request may wait for ever with it.
+pub const WRITE_STALL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long dropping the store waits for its writer to finish.
+const WRITER_EXIT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The sled implementation of [`Store`].
 pub struct SledStore {
@@ -54,6 +66,9 @@ pub struct SledStore {
     /// tree may hold what never reached the disk, so nothing answers from
     /// it (idempotency, dedup) and `/readyz` fails until a restart.
     failed: Arc<OnceLock<String>>,
+    /// When the writer started the group it is writing (ms since the
+    /// epoch), 0 while it waits for work.
+    busy_since_ms: Arc<AtomicU64>,
     _writer: Arc<WriterHandle>,
 }
 
@@ -62,9 +77,18 @@ struct WriterHandle(Option<std::thread::JoinHandle<()>>);
 impl Drop for WriterHandle {
     fn drop(&mut self) {
         // The sender is dropped before this handle (field order), so the
-        // writer drains what is queued and exits.
+        // writer drains what is queued and exits; a writer stuck in a
+        // write is left behind rather than holding up the exit for ever.
         if let Some(h) = self.0.take() {
-            let _ = h.join();
+            let started = std::time::Instant::now();
+            while !h.is_finished() && started.elapsed() < WRITER_EXIT_WAIT {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            if h.is_finished() {
+                let _ = h.join();
+            } else {
+                tracing::error!(waited = ?WRITER_EXIT_WAIT, "The store writer is stuck in a write; exiting without it.");
+            }
         }
     }
 }
@@ -105,7 +129,9 @@ impl SledStore {
         let commits = Arc::new(CommitSignals::default());
         let visible = Arc::new(std::sync::Mutex::new(HashMap::new()));
         let failed = Arc::new(OnceLock::new());
+        let busy_since_ms = Arc::new(AtomicU64::new(0));
         let writer = Writer {
+            busy_since_ms: busy_since_ms.clone(),
             db: db.clone(),
             tree: tree.clone(),
             durable,
@@ -126,8 +152,28 @@ impl SledStore {
             ops: tx,
             commits,
             failed,
+            busy_since_ms,
             _writer: Arc::new(WriterHandle(Some(handle))),
         })
+    }
+}
+
+impl SledStore {
+    /// The writer's answer to one request, or an error once the writer has
+    /// been stuck past [`WRITE_STALL`].
+    async fn answer<T>(
+        &self,
+        rx: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(WRITE_STALL, rx).await {
+            Ok(answer) => answer.map_err(|_| StoreError::Closed)?,
+            Err(_) => {
+                tracing::error!(waited = ?WRITE_STALL, "The store writer did not answer; the request fails (its write may still land).");
+                Err(StoreError::Io(format!(
+                    "the store did not complete the write within {WRITE_STALL:?}"
+                )))
+            }
+        }
     }
 }
 
@@ -139,7 +185,7 @@ impl Journal for SledStore {
         self.ops
             .send(Op::Commit(commit, tx))
             .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.answer(rx).await
     }
 
     async fn idempotency(
@@ -246,6 +292,14 @@ impl Journal for SledStore {
         if let Some(reason) = self.failed.get() {
             return Err(StoreError::Io(reason.clone()));
         }
+        let busy_since = self.busy_since_ms.load(Ordering::Relaxed);
+        let busy_for = now_ms().saturating_sub(busy_since);
+        if busy_since != 0 && busy_for > WRITE_STALL.as_millis() as u64 {
+            return Err(StoreError::Io(format!(
+                "the store writer has been stuck in one write for {} s",
+                busy_for / 1000
+            )));
+        }
         if self.ops.is_closed() {
             return Err(StoreError::Closed);
         }
@@ -320,7 +374,7 @@ impl Checkpoints for SledStore {
                 reply: tx,
             })
             .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.answer(rx).await
     }
 }
 
@@ -358,7 +412,7 @@ impl Cursors for SledStore {
                 reply: tx,
             })
             .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.answer(rx).await
     }
 }
 

@@ -44,6 +44,9 @@ pub(super) struct Writer {
     /// Next offset per source, loaded lazily from the journal.
     pub(super) next_offsets: HashMap<String, u64>,
     pub(super) commits: Arc<CommitSignals>,
+    /// When the current group started (ms), 0 while idle (the store's
+    /// stall watchdog reads it).
+    pub(super) busy_since_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// What a group has written but not yet applied, so that two requests in
@@ -68,7 +71,11 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            self.busy_since_ms
+                .store(now_ms().max(1), std::sync::atomic::Ordering::Relaxed);
             self.apply_group(group);
+            self.busy_since_ms
+                .store(0, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -110,8 +117,22 @@ impl Writer {
                 visible.entry(source).or_insert(floor);
             }
         }
+        // A read that failed while staging (sled could not read a page: a
+        // disk error, no descriptors left) leaves the tree in doubt like a
+        // failed write does.
+        let staging_failed = results.iter().find_map(|r| match r {
+            Err(StoreError::Io(err)) => Some(err.clone()),
+            _ => None,
+        });
         let applied = if let Some(reason) = self.failed.get() {
             Err(StoreError::Io(reason.clone()))
+        } else if let Some(err) = staging_failed {
+            tracing::error!(error = %err, "Store read failed while staging a write; refusing further writes and lookups until restart.");
+            let _ = self.failed.set(format!(
+                "the store stopped accepting writes after a failed read ({err}); restart inlet"
+            ));
+            self.next_offsets = offsets_before;
+            Err(StoreError::Io(err))
         } else {
             let written = self.tree.apply_batch(batch).map_err(io).and_then(|()| {
                 // The group is in sled's memory and not on disk yet.
