@@ -316,3 +316,23 @@ allowed_hosts = ["127.0.0.1:*"]
     assert_eq!(counts["refused_at_once"], 0, "{counts}");
     assert_eq!(accepted.load(std::sync::atomic::Ordering::Relaxed), 16);
 }
+
+/// JSON that default parsers refuse (nested 100,000 deep, `1e999999`) is
+/// stored as base64 with its content type, so every NDJSON line of the
+/// stream parses with serde_json's defaults (as `events` does).
+#[tokio::test]
+async fn payloads_consumers_cannot_parse_are_stored_as_base64() {
+    let host = hostile_host().await;
+    let (status, body, _) = host
+        .post_json("/ingest/hostile/unparseable", "{}", &[])
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let events = host.events("hostile").await;
+    assert_eq!(events.len(), 3);
+    for event in &events[..2] {
+        assert!(event.get("payload").is_none(), "{event}");
+        assert!(event["payload_base64"].is_string(), "{event}");
+        assert_eq!(event["content_type"], "application/json");
+    }
+    assert_eq!(events[2]["payload"]["fine"], true);
+}

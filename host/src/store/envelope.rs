@@ -35,6 +35,55 @@ struct Tail<'a> {
     payload_base64: Option<String>,
 }
 
+/// Deepest nesting of arrays and objects embedded as JSON (serde_json's
+/// default limit is 128, Python's recursion limit about 1,000).
+pub(crate) const MAX_JSON_DEPTH: usize = 100;
+
+/// Whether valid JSON `text` is read by common parsers with their default
+/// settings: nesting at most [`MAX_JSON_DEPTH`] deep, and every number
+/// within a 64-bit float's range (`1e999999` fails serde_json, and becomes
+/// infinity elsewhere). One pass over the bytes, no allocation.
+fn portable(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let (mut depth, mut i) = (0usize, 0usize);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i + 1 < bytes.len()
+                    && matches!(bytes[i + 1], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+                {
+                    i += 1;
+                }
+                let number = &text[start..=i];
+                if number.contains(['e', 'E']) && !number.parse::<f64>().is_ok_and(f64::is_finite) {
+                    return false;
+                }
+                // Integers past a float's range (hundreds of digits).
+                if number.len() > 300 && !number.parse::<f64>().is_ok_and(f64::is_finite) {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    true
+}
+
 /// Whether a MIME type is JSON (`application/json`, `application/*+json`).
 pub(crate) fn is_json(content_type: &str) -> bool {
     let essence = content_type
@@ -61,10 +110,14 @@ impl Event {
         let mut compact = None;
         let raw = if is_json(content_type) {
             match serde_json::from_slice::<&RawValue>(&self.payload) {
+                // Embedded only if every common parser reads it with its
+                // default limits; otherwise base64, like bytes that are not
+                // JSON at all.
+                Ok(raw) if !portable(raw.get()) => None,
                 // NDJSON needs one line. In valid JSON a raw CR or LF can
                 // only be whitespace between tokens (inside strings they
                 // must be escaped), so blanking them keeps the value
-                // exactly; no re-parse (deep or huge-number JSON is fine).
+                // exactly.
                 Ok(raw) if raw.get().contains(['\n', '\r']) => {
                     let one_line = raw.get().replace(['\n', '\r'], " ");
                     compact = RawValue::from_string(one_line).ok();
@@ -192,6 +245,37 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(v["payload_base64"], "e30=");
+    }
+
+    #[test]
+    fn json_that_default_parsers_refuse_is_base64() {
+        let deep = format!("{}{}", "[".repeat(101), "]".repeat(101));
+        let long = format!("1{}", "0".repeat(400));
+        for payload in [
+            deep.as_str(),
+            "1e999999",
+            r#"{"a":[-1E+400]}"#,
+            long.as_str(),
+        ] {
+            let v = render(Event {
+                payload: payload.as_bytes().to_vec(),
+                ..Default::default()
+            });
+            assert!(v.get("payload").is_none(), "{payload}");
+            assert!(v["payload_base64"].is_string(), "{payload}");
+        }
+        let fine = format!(
+            r#"{{"s":"[[[[ 1e999999 \" ]]","n":[1.5e300,-2,0.1,{}],"d":{}{}}}"#,
+            "9".repeat(30),
+            "[".repeat(99),
+            "]".repeat(99)
+        );
+        let v = render(Event {
+            payload: fine.as_bytes().to_vec(),
+            ..Default::default()
+        });
+        assert!(v.get("payload_base64").is_none(), "{v}");
+        assert_eq!(v["payload"]["s"], "[[[[ 1e999999 \" ]]");
     }
 
     #[test]
