@@ -336,3 +336,79 @@ async fn payloads_consumers_cannot_parse_are_stored_as_base64() {
     }
     assert_eq!(events[2]["payload"]["fine"], true);
 }
+
+/// A pull connector of the hostile fixture with `config` lines added.
+fn hostile_puller(config: &str) -> String {
+    format!("{HOSTILE}\n[pull]\nevery = \"1h\"\nmax_parallel = 8\n\n[config]\n{config}\n")
+}
+
+/// A descriptor field that would ride in every event and log line (a
+/// 1 MiB version; a newline in it) refuses the load, naming the field.
+#[tokio::test]
+async fn a_descriptor_with_a_huge_or_forged_version_is_refused_at_load() {
+    for (setting, expected) in [
+        (
+            "huge-version",
+            "its version is 1048576 bytes; the limit is 64",
+        ),
+        ("forged-version", "its version has control characters"),
+    ] {
+        let manifest = hostile_puller(&format!("describe = \"{setting}\""));
+        let host = TestHost::start(&[("hostile", plugins::HOSTILE, Some(&manifest))]).await;
+        let status = host.status("hostile").await;
+        let error = status["last_error"].as_str().unwrap_or_default();
+        assert!(error.contains(expected), "{setting}: {status}");
+        let (code, _, _) = host.post_json("/ingest/hostile/ok", "{}", &[]).await;
+        assert_eq!(code, 404, "{setting}: not loaded");
+    }
+}
+
+/// New random partitions every run: the checkpoints of partitions no
+/// longer listed are forgotten past the newest max(64, listed), so four
+/// runs of 40 leave at most 104, not 160. Partition lists past 1,024
+/// names, a 1 MiB partition name or a 1 MiB checkpoint fail the run as
+/// the connector's limit.
+#[tokio::test]
+async fn partitions_and_checkpoints_cannot_grow_without_bound() {
+    let manifest = hostile_puller("partitions = \"random:40\"\npull_mode = \"checkpoint\"");
+    let host = TestHost::start(&[("hostile", plugins::HOSTILE, Some(&manifest))]).await;
+    for run in 1..=4 {
+        let (code, body) = host.pull_now("hostile").await;
+        assert_eq!(code, 200, "run {run}: {body}");
+        assert_eq!(body["run"]["partitions"], 40, "{body}");
+    }
+    let status = host.status("hostile").await;
+    let checkpoints = status["checkpoints"].as_array().unwrap().len();
+    assert!(
+        (40..=104).contains(&checkpoints),
+        "{checkpoints} checkpoints"
+    );
+
+    for (config, expected) in [
+        (
+            "partitions = \"random:1025\"",
+            "1025 partitions; the limit is 1024",
+        ),
+        (
+            "partitions = \"huge\"",
+            "a partition name must be 1 to 256 bytes",
+        ),
+        (
+            "pull_mode = \"huge-checkpoint\"",
+            "a checkpoint of 1048576 bytes",
+        ),
+    ] {
+        let manifest = hostile_puller(config);
+        let host = TestHost::start(&[("hostile", plugins::HOSTILE, Some(&manifest))]).await;
+        let (code, body) = host.pull_now("hostile").await;
+        assert_ne!(code, 200, "{config}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(expected), "{config}: {body}");
+        assert!(
+            host.status("hostile").await["checkpoints"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

@@ -12,6 +12,15 @@
 //! after data and doubles it after an empty run, within
 //! `[min_interval, max_interval]`; a `cron` schedule fires at its times
 //! (UTC) instead. Regular runs get a little jitter so connectors spread out.
+//!
+//! A partition the connector stops listing keeps its checkpoint for a
+//! while (a source may leave one out for a run or two), and is forgotten
+//! after [`FORGET_ABSENT_AFTER`], or at once past the
+//! [`MIN_ABSENT_KEPT`]-or-as-many-as-listed most recently moved absent
+//! ones: a connector that lists new random partitions every run cannot
+//! grow the store and the status without bound. A partition that comes
+//! back after that starts from no checkpoint (its events deduplicated by
+//! id within the dedup window).
 
 mod schedule;
 
@@ -24,6 +33,12 @@ use futures::StreamExt;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// How long the checkpoint of a partition that is no longer listed is kept.
+pub const FORGET_ABSENT_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Absent partitions' checkpoints kept at least (more if more are listed).
+pub const MIN_ABSENT_KEPT: usize = 64;
 
 /// What one run pulled.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -133,6 +148,7 @@ async fn run_once_inner(
         listed.into_iter().map(Some).collect()
     };
     let state = engine.registry.source(&name);
+    forget_absent(engine, &name, &partitions).await;
     Counters::add(&state.counters.pull_runs, 1);
     let max_parallel = connector.manifest.pull.max_parallel as usize;
     let mut summary = RunSummary {
@@ -172,6 +188,47 @@ async fn run_once_inner(
             Err(err)
         }
         None => Ok(summary),
+    }
+}
+
+/// Forgets the checkpoints (and partition locks) of partitions that are
+/// not in `listed` (see the module docs for which and when).
+async fn forget_absent(engine: &Arc<Scheduler>, name: &str, listed: &[Option<String>]) {
+    let listed: std::collections::HashSet<&Option<String>> = listed.iter().collect();
+    engine
+        .registry
+        .source(name)
+        .forget_partition_locks(|p| listed.contains(p));
+    let Ok(stored) = engine.store.checkpoints(name).await else {
+        return;
+    };
+    let mut absent: Vec<_> = stored
+        .into_iter()
+        .filter(|(p, _)| !listed.contains(p))
+        .collect();
+    // Most recently moved first: those are kept.
+    absent.sort_by_key(|(_, c)| std::cmp::Reverse(c.updated_ms()));
+    let keep = MIN_ABSENT_KEPT.max(listed.len());
+    let stale_before = now_ms().saturating_sub(FORGET_ABSENT_AFTER.as_millis() as u64);
+    let mut forgotten = 0;
+    for (i, (partition, checkpoint)) in absent.into_iter().enumerate() {
+        if i < keep && checkpoint.updated_ms() >= stale_before {
+            continue;
+        }
+        match engine
+            .store
+            .set_checkpoint(name, partition.as_deref(), None)
+            .await
+        {
+            Ok(()) => forgotten += 1,
+            Err(err) => {
+                tracing::warn!(connector = %name, error = %err, "Cannot forget an absent partition's checkpoint.");
+                return;
+            }
+        }
+    }
+    if forgotten > 0 {
+        tracing::info!(connector = %name, forgotten, "Forgot the checkpoints of partitions the connector no longer lists.");
     }
 }
 

@@ -312,6 +312,16 @@ impl SourceState {
     }
 }
 
+impl SourceState {
+    /// Drops the locks of partitions `keep` says no to, unless held.
+    pub fn forget_partition_locks(&self, keep: impl Fn(&Option<String>) -> bool) {
+        self.partition_locks
+            .lock()
+            .expect("lock")
+            .retain(|p, lock| keep(p) || Arc::strong_count(lock) > 1);
+    }
+}
+
 /// An idempotency key being processed; released on drop.
 pub struct KeyClaim {
     source: Arc<SourceState>,

@@ -268,14 +268,16 @@ impl Runtime {
                 .call_describe(&mut store)
                 .await
                 .map_err(|e| classify(e, &store, sandbox, deadline))?;
-            Ok(Descriptor {
+            let d = Descriptor {
                 name: d.name,
                 version: d.version,
                 push: d.modes.contains(types::Modes::PUSH),
                 pull: d.modes.contains(types::Modes::PULL),
                 schedule: d.schedule,
                 description: d.description,
-            })
+            };
+            output::descriptor(&d)?;
+            Ok(d)
         })
         .await
     }
@@ -294,7 +296,9 @@ impl Runtime {
                 .call_partitions(&mut store)
                 .await
                 .map_err(|e| classify(e, &store, sandbox, deadline))?;
-            r.map_err(|e| CallError::Connector(e.into()))
+            let list = r.map_err(|e| CallError::Connector(e.into()))?;
+            output::partitions(&list)?;
+            Ok(list)
         })
         .await
     }

@@ -16,7 +16,7 @@
 //!   nor run script in the sender's origin.
 
 use super::bindings::types;
-use super::{CallError, Reply, Sandbox};
+use super::{CallError, Descriptor, Reply, Sandbox};
 use crate::event::Event;
 
 /// Most bytes of an event id or key (both index the store).
@@ -35,6 +35,15 @@ pub const MAX_REPLY_HEADERS: usize = 32;
 pub const MAX_REPLY_HEADER_BYTES: usize = 8 * 1024;
 /// Most bytes of a push reply's body.
 pub const MAX_REPLY_BODY_BYTES: usize = 1024 * 1024;
+
+/// Most partitions one `partitions` call may list.
+pub const MAX_PARTITIONS: usize = 1024;
+/// Most bytes of a partition name.
+pub const MAX_PARTITION_NAME_BYTES: usize = 256;
+/// Most bytes of a connector's name, version and schedule.
+pub const MAX_DESCRIPTOR_FIELD_BYTES: usize = 64;
+/// Most bytes of a connector's description.
+pub const MAX_DESCRIPTION_BYTES: usize = 1024;
 
 /// Headers a connector's reply may not set: framing and hop-by-hop headers
 /// (the host frames the response), cookies and CORS (a webhook endpoint has
@@ -226,6 +235,73 @@ pub(super) fn reply(
         headers,
         body: reply.body,
     })
+}
+
+/// Checks what `describe` returned: short, printable fields (they appear
+/// in every event's `connector` label, logs and status).
+pub(super) fn descriptor(d: &Descriptor) -> Result<(), CallError> {
+    let fields = [
+        ("name", d.name.as_str(), MAX_DESCRIPTOR_FIELD_BYTES),
+        ("version", d.version.as_str(), MAX_DESCRIPTOR_FIELD_BYTES),
+        (
+            "schedule",
+            d.schedule.as_deref().unwrap_or(""),
+            MAX_DESCRIPTOR_FIELD_BYTES,
+        ),
+        ("description", d.description.as_str(), MAX_DESCRIPTION_BYTES),
+    ];
+    for (what, value, max) in fields {
+        if value.len() > max {
+            return Err(CallError::Limit(format!(
+                "describe(): its {what} is {} bytes; the limit is {max}",
+                value.len()
+            )));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(CallError::Limit(format!(
+                "describe(): its {what} has control characters"
+            )));
+        }
+    }
+    for (what, value) in [("name", &d.name), ("version", &d.version)] {
+        if value.is_empty() || value.chars().any(char::is_whitespace) {
+            return Err(CallError::Limit(format!(
+                "describe(): its {what} {value:?} is empty or has spaces"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks what `partitions` returned: at most [`MAX_PARTITIONS`] distinct
+/// names of at most [`MAX_PARTITION_NAME_BYTES`], printable.
+pub(super) fn partitions(list: &[String]) -> Result<(), CallError> {
+    if list.len() > MAX_PARTITIONS {
+        return Err(CallError::Limit(format!(
+            "partitions(): {} partitions; the limit is {MAX_PARTITIONS}",
+            list.len()
+        )));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(list.len());
+    for name in list {
+        if name.is_empty()
+            || name.len() > MAX_PARTITION_NAME_BYTES
+            || name.chars().any(char::is_control)
+        {
+            return Err(CallError::Limit(format!(
+                "partitions(): a partition name must be 1 to {MAX_PARTITION_NAME_BYTES} bytes \
+                 without control characters (got {} bytes starting {:?})",
+                name.len(),
+                name.chars().take(32).collect::<String>()
+            )));
+        }
+        if !seen.insert(name.as_str()) {
+            return Err(CallError::Limit(format!(
+                "partitions(): {name:?} is listed twice"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn within_call_bytes(total: u64, sandbox: &Sandbox) -> Result<(), CallError> {
