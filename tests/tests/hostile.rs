@@ -412,3 +412,45 @@ async fn partitions_and_checkpoints_cannot_grow_without_bound() {
         );
     }
 }
+
+/// Two components whose describe() spins until its 5 s deadline: the host
+/// loads them beside the good one, so it starts in about one deadline, not
+/// two; a later scan does not try the same files again, so a new good
+/// connector appears well within one deadline. Before, every scan retried
+/// each bad file one after another.
+#[tokio::test]
+async fn bad_files_do_not_stall_start_up_or_reloads() {
+    let spin = hostile_puller("describe = \"spin\"");
+    let started = std::time::Instant::now();
+    let host = TestHost::start(&[
+        ("bad1", plugins::HOSTILE, Some(&spin)),
+        ("bad2", plugins::HOSTILE, Some(&spin)),
+        ("good", plugins::WEBHOOK_JSON, None),
+    ])
+    .await;
+    let start_up = started.elapsed();
+    let deadline = Duration::from_secs(5);
+    assert!(start_up < deadline * 2, "start-up took {start_up:?}");
+    for bad in ["bad1", "bad2"] {
+        let status = host.status(bad).await;
+        assert!(
+            status["last_error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("deadline"),
+            "{status}"
+        );
+    }
+    let (code, _, _) = host.post_json("/ingest/good", r#"{"id":"1"}"#, &[]).await;
+    assert_eq!(code, 202);
+    inlet_tests::install(&host.plugins_dir(), "late", plugins::WEBHOOK_JSON, None);
+    let started = std::time::Instant::now();
+    host.reload().await;
+    let reload = started.elapsed();
+    assert!(
+        reload < deadline,
+        "a reload beside two bad files took {reload:?}"
+    );
+    let (code, _, _) = host.post_json("/ingest/late", r#"{"id":"1"}"#, &[]).await;
+    assert_eq!(code, 202);
+}

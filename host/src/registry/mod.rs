@@ -30,6 +30,7 @@ use crate::config::{ConfigError, HostConfig, Manifest, SourceName};
 use crate::runtime::{Code, ComponentCache, Descriptor, Origin, Runtime, Sandbox};
 use crate::store::now_ms;
 use arc_swap::ArcSwap;
+use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -79,6 +80,9 @@ pub enum LoadError {
     Manifest(#[from] ConfigError),
 }
 
+/// Connectors loaded at once by a scan.
+const PARALLEL_LOADS: usize = 4;
+
 /// The set of loaded connectors.
 pub struct Registry {
     runtime: Arc<Runtime>,
@@ -88,6 +92,8 @@ pub struct Registry {
     sources: Mutex<HashMap<String, Arc<SourceState>>>,
     /// Serializes scans so two rescans never race on one name.
     scan_lock: tokio::sync::Mutex<()>,
+    /// A lock per component hash being compiled.
+    compiling: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     metrics: Arc<crate::metrics::Metrics>,
     /// Counts scans that changed what is loaded: followers (the pull
     /// scheduler) watch it instead of the registry calling into them.
@@ -113,6 +119,7 @@ impl Registry {
             loaded: ArcSwap::from_pointee(HashMap::new()),
             sources: Mutex::new(HashMap::new()),
             scan_lock: tokio::sync::Mutex::new(()),
+            compiling: Mutex::default(),
             metrics,
             reloads: tokio::sync::watch::Sender::new(0),
         }
@@ -191,12 +198,19 @@ impl Registry {
             }
         };
         found.sort();
+        // Several at once, so one slow or spinning component does not hold
+        // up the others (each load is bounded by its describe deadline).
+        let loads = found.iter().cloned().map(|name| async move {
+            let changed = self.load_if_changed(&name).await;
+            changed.then_some(name)
+        });
+        let mut loads = futures::stream::iter(loads).buffer_unordered(PARALLEL_LOADS);
         let mut changed = Vec::new();
-        for name in &found {
-            if self.load_if_changed(name).await {
-                changed.push(name.clone());
-            }
+        while let Some(loaded) = loads.next().await {
+            changed.extend(loaded);
         }
+        drop(loads);
+        changed.sort();
         let removed: Vec<SourceName> = self
             .loaded
             .load()
@@ -290,6 +304,13 @@ impl Registry {
             return false;
         }
         let hash = hex::encode(Sha256::digest(&bytes));
+        // A component that failed to compile, link or describe itself with
+        // these very files fails the same way again (a spinning describe
+        // costs its whole deadline): it is tried again once either changes.
+        let attempt = (hash.clone(), manifest_text.clone());
+        if state.failed_component.lock().expect("lock").as_ref() == Some(&attempt) {
+            return false;
+        }
         if let Some(current) = self.get(name) {
             let same_manifest = match (&current.manifest_path, &manifest_text) {
                 (None, None) => true,
@@ -332,6 +353,7 @@ impl Registry {
                     pull = connector.descriptor.pull,
                     "Connector loaded."
                 );
+                *state.failed_component.lock().expect("lock") = None;
                 self.metrics.load(name, true);
                 state.set_manifest_text(manifest_text.unwrap_or_default());
                 state.set_error(None);
@@ -349,6 +371,9 @@ impl Registry {
                 true
             }
             Err(err) => {
+                if matches!(err, LoadError::Component { .. }) {
+                    *state.failed_component.lock().expect("lock") = Some(attempt);
+                }
                 self.metrics.load(name, false);
                 let serving = self.get(name).is_some();
                 tracing::error!(connector = %name, error = %err, previous_version_serving = serving, "Connector failed to load.");
@@ -416,6 +441,29 @@ impl Registry {
     /// Compiles (or loads from the cache) and links a component on a
     /// blocking thread, off the request path.
     async fn compile(&self, name: &str, bytes: Vec<u8>, hash: &str) -> Result<Code, String> {
+        // One compile per component at a time: a second connector with the
+        // same component (loaded beside it) waits and takes it from the
+        // cache.
+        let lock = self
+            .compiling
+            .lock()
+            .expect("lock")
+            .entry(hash.to_string())
+            .or_default()
+            .clone();
+        let result = {
+            let _compiling = lock.lock().await;
+            self.compile_now(name, bytes, hash).await
+        };
+        drop(lock);
+        self.compiling
+            .lock()
+            .expect("lock")
+            .retain(|_, l| Arc::strong_count(l) > 1);
+        result
+    }
+
+    async fn compile_now(&self, name: &str, bytes: Vec<u8>, hash: &str) -> Result<Code, String> {
         let runtime = self.runtime.clone();
         let hash = hash.to_string();
         let started = Instant::now();

@@ -91,6 +91,9 @@ pub struct SourceState {
     pub counters: Counters,
     /// What the source's calls used (log lines dropped), across versions.
     pub usage: Arc<Usage>,
+    /// The component hash and manifest text whose load last failed in the
+    /// component itself: not tried again until one of them changes.
+    pub(crate) failed_component: Mutex<Option<(String, Option<String>)>>,
     last_error: Mutex<Option<String>>,
     manifest_text: Mutex<String>,
     pub pull: Mutex<PullStatus>,
