@@ -260,6 +260,9 @@ pub struct SourceCounters {
     pub events_trimmed: u64,
     pub events_trimmed_forced: u64,
     pub log_lines_dropped: u64,
+    /// Epoch ticks (10 ms) of guest CPU, and of throttling.
+    pub cpu_ticks: u64,
+    pub throttled_ticks: u64,
 }
 
 /// A pull schedule's gauges.
@@ -312,6 +315,20 @@ const SOURCE_COUNTERS: [(&str, &str, CounterOf); 8] = [
     ),
 ];
 
+/// Guest CPU, in epoch ticks (shown in seconds).
+const CPU_COUNTERS: [(&str, &str, CounterOf); 2] = [
+    (
+        "inlet_connector_cpu_seconds",
+        "Seconds of one core the source's guests ran their own code (host calls they wait on excluded), in 10 ms ticks.",
+        |c| c.cpu_ticks,
+    ),
+    (
+        "inlet_connector_cpu_throttled_seconds",
+        "Ticks of guest CPU past the source's share (half the cores) after which its guest was made to wait, in seconds.",
+        |c| c.throttled_ticks,
+    ),
+];
+
 type PullGauge = fn(&PullSample) -> Option<f64>;
 
 /// The pull gauges in seconds (the failure count is an integer gauge).
@@ -359,6 +376,14 @@ impl Collector for Scrape {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             for s in &self.sources {
                 ConstCounter::new(get(&s.counters))
+                    .encode(family.encode_family(&source(&s.source))?)?;
+            }
+        }
+        for (name, help, get) in CPU_COUNTERS {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for s in &self.sources {
+                // An epoch tick is 10 ms.
+                ConstCounter::new(get(&s.counters) as f64 / 100.0)
                     .encode(family.encode_family(&source(&s.source))?)?;
             }
         }

@@ -260,6 +260,8 @@ impl SourceState {
             events_trimmed: g(&c.events_trimmed),
             events_trimmed_forced: g(&c.events_trimmed_forced),
             log_lines_dropped: self.usage.log_lines_dropped(),
+            cpu_ticks: self.usage.cpu_ticks(),
+            throttled_ticks: self.usage.throttled_ticks(),
         }
     }
 

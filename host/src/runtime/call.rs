@@ -232,19 +232,33 @@ impl Runtime {
         if self.epoch {
             store.set_epoch_deadline(1);
         }
+        let usage = sandbox.usage.clone();
+        let share = self.cpu_ticks_per_window;
         store.epoch_deadline_callback(move |_| {
             if started.elapsed() > deadline {
-                Ok(wasmtime::UpdateDeadline::Interrupt)
-            } else {
-                // tokio's own yield, not wasmtime's plain wake-up: tokio
-                // then polls its IO driver before resuming us, so a busy
-                // guest cannot delay other connections' IO by up to
-                // `event_interval` (61) ticks of 10 ms.
-                Ok(wasmtime::UpdateDeadline::YieldCustom(
-                    1,
-                    Box::pin(tokio::task::yield_now()),
-                ))
+                return Ok(wasmtime::UpdateDeadline::Interrupt);
             }
+            usage.ran_tick();
+            let usage = usage.clone();
+            // The next tick is run only once it is reserved within the
+            // source's CPU share (runtime/usage.rs); then tokio's own
+            // yield, not wasmtime's plain wake-up: tokio polls its IO
+            // driver before resuming us, so a busy guest cannot delay other
+            // connections' IO by up to `event_interval` (61) ticks.
+            Ok(wasmtime::UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(async move {
+                    loop {
+                        let wait = usage.reserve(super::usage::now_ms(), share);
+                        let left = deadline.saturating_sub(started.elapsed());
+                        if wait.is_zero() || left.is_zero() {
+                            break;
+                        }
+                        tokio::time::sleep(wait.min(left)).await;
+                    }
+                    tokio::task::yield_now().await;
+                }),
+            ))
         });
         let plugin = code
             .pre

@@ -84,6 +84,8 @@ pub struct Runtime {
     ticker: Arc<AtomicBool>,
     /// Slots for outbound requests, host-wide (capability/outbound.rs).
     outbound_slots: Arc<tokio::sync::Semaphore>,
+    /// Epoch ticks of guest CPU a source may use per window (usage.rs).
+    cpu_ticks_per_window: u64,
 }
 
 impl Drop for Runtime {
@@ -168,6 +170,7 @@ impl Runtime {
             epoch: options.epoch_interruption,
             ticker,
             outbound_slots: Arc::new(tokio::sync::Semaphore::new(options.max_outbound_requests)),
+            cpu_ticks_per_window: usage::default_ticks_per_window(),
         })
     }
 
