@@ -536,3 +536,62 @@ async fn spinning_calls_are_held_to_their_sources_cpu_share() {
         "p90 {quiet_p90:?} -> {busy_p90:?}"
     );
 }
+
+/// Twelve pushes at once, each filling 48 MiB and holding it: the
+/// source's instances share its `memory_budget_mb` (256 here), so at most
+/// five hold their memory at once and the rest fail as `memory` (500);
+/// another source is served meanwhile. Before, `memory_mb` bounded one
+/// memory of one call, and 48 such calls took 3.4 GB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sources_calls_share_one_memory_budget() {
+    const FILL: &str = r#"
+[sandbox]
+push_deadline = "10s"
+memory_mb = 64
+memory_budget_mb = 256
+quarantine_after = 0
+"#;
+    let host = std::sync::Arc::new(
+        TestHost::start(&[
+            ("hostile", plugins::HOSTILE, Some(FILL)),
+            ("hooks", plugins::WEBHOOK_JSON, None),
+        ])
+        .await,
+    );
+    let fills: Vec<_> = (0..12)
+        .map(|_| {
+            let host = host.clone();
+            tokio::spawn(async move {
+                let (status, body, _) = host
+                    .post_json("/ingest/hostile/fill?mb=48&hold_ms=6000", "{}", &[])
+                    .await;
+                (status, body)
+            })
+        })
+        .collect();
+    let (status, body, _) = host
+        .post_json("/ingest/hooks", r#"{"id":"beside"}"#, &[])
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let mut held = 0;
+    let mut refused = 0;
+    for fill in fills {
+        let (status, body) = fill.await.unwrap();
+        match status {
+            202 => held += 1,
+            500 => {
+                assert!(
+                    body["error"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("(memory)"),
+                    "{body}"
+                );
+                refused += 1;
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert!((1..=5).contains(&held), "{held} held at once");
+    assert_eq!(held + refused, 12);
+}

@@ -426,7 +426,12 @@ fn classify(
     sandbox: &Sandbox,
     deadline: Duration,
 ) -> CallError {
-    if store.data().limits.exhausted.load(Ordering::Relaxed) {
+    let limits = &store.data().limits;
+    if limits.exhausted.load(Ordering::Relaxed) {
+        if limits.source_exhausted {
+            tracing::warn!(connector = %sandbox.name, budget_mb = sandbox.memory_budget_bytes >> 20, "A call failed: the source's live instances hold its whole memory budget.");
+            return CallError::Memory(sandbox.memory_budget_bytes >> 20);
+        }
         return CallError::Memory(sandbox.memory_bytes >> 20);
     }
     if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {

@@ -12,6 +12,7 @@ mod bindings;
 mod cache;
 mod call;
 mod capability;
+mod limits;
 mod log;
 mod output;
 mod sandbox;

@@ -10,6 +10,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The default `memory_budget_mb`, in calls of `memory_mb` each.
+pub const MEMORY_BUDGET_CALLS: u64 = 8;
+
 /// The resolved sandbox of one connector.
 #[derive(Debug)]
 pub struct Sandbox {
@@ -17,8 +20,10 @@ pub struct Sandbox {
     pub name: Arc<str>,
     /// The manifest's `[config]` table, read by the guest via `host.config`.
     pub config: Arc<BTreeMap<String, String>>,
-    /// Linear-memory limit of one instance, in bytes.
+    /// Linear-memory limit of one instance (all its memories), in bytes.
     pub memory_bytes: usize,
+    /// Linear memory of all the source's live instances together, in bytes.
+    pub memory_budget_bytes: usize,
     /// Deadline of `describe` and `on-push` (wasm and host calls).
     pub push_deadline: Duration,
     /// Deadline of `partitions` and `pull` (wasm and host calls).
@@ -53,6 +58,16 @@ impl Sandbox {
     ) -> Result<Self, ConfigError> {
         let s = &manifest.sandbox;
         let outbound = OutboundGrant::resolve(s, manifest_path)?;
+        let memory_mb = s.memory_mb.unwrap_or(defaults.memory_mb);
+        if let Some(budget) = s.memory_budget_mb
+            && budget < memory_mb
+        {
+            return Err(ConfigError::invalid(
+                manifest_path,
+                "sandbox.memory_budget_mb",
+                format!("{budget} is less than memory_mb ({memory_mb}): one call must fit"),
+            ));
+        }
         let push_deadline = s.push_deadline.unwrap_or(defaults.push_deadline);
         let pull_deadline = s.pull_deadline.unwrap_or(defaults.pull_deadline);
         // A connector that waits on a source needs room for the source and
@@ -80,7 +95,12 @@ impl Sandbox {
         Ok(Sandbox {
             name: Arc::from(name),
             config: Arc::new(manifest.config.clone()),
-            memory_bytes: (s.memory_mb.unwrap_or(defaults.memory_mb) as usize) << 20,
+            memory_bytes: (memory_mb as usize) << 20,
+            memory_budget_bytes: (s
+                .memory_budget_mb
+                .unwrap_or(memory_mb.saturating_mul(MEMORY_BUDGET_CALLS))
+                as usize)
+                << 20,
             push_deadline,
             pull_deadline,
             max_events_per_call: s

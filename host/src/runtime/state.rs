@@ -5,11 +5,11 @@
 use super::capability::host_api::HostApi;
 use super::capability::outbound::Outbound;
 use super::capability::sql::Sql;
+use super::limits::MemoryLimit;
 use super::log::{CallLog, GuestOutput};
 use super::sandbox::Sandbox;
 use super::wait::SourceWaits;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -49,10 +49,7 @@ impl HostState {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             outbound: Outbound::new(&sandbox, deadline, waits.clone(), outbound_slots),
-            limits: MemoryLimit {
-                max_bytes: sandbox.memory_bytes,
-                exhausted: Arc::new(AtomicBool::new(false)),
-            },
+            limits: MemoryLimit::new(&sandbox),
             host_api: HostApi {
                 log,
                 config: sandbox.config.clone(),
@@ -84,36 +81,5 @@ impl WasiHttpView for HostState {
             table: &mut self.table,
             hooks: &mut self.outbound,
         }
-    }
-}
-
-/// Linear-memory limit that remembers whether it was hit, so a failed
-/// call can say "memory limit" rather than a bare trap.
-pub(crate) struct MemoryLimit {
-    max_bytes: usize,
-    pub(crate) exhausted: Arc<AtomicBool>,
-}
-
-impl wasmtime::ResourceLimiter for MemoryLimit {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.max_bytes {
-            self.exhausted.store(true, Ordering::Relaxed);
-            return Ok(false);
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
     }
 }

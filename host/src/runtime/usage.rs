@@ -24,6 +24,8 @@ pub struct Usage {
     log_lines_dropped: AtomicU64,
     cpu_ticks: AtomicU64,
     throttled_ticks: AtomicU64,
+    /// Bytes of linear memory of the source's live instances.
+    memory_bytes: AtomicU64,
     /// (window index since the epoch, ticks reserved in it).
     window: Mutex<(u64, u64)>,
 }
@@ -47,6 +49,27 @@ impl Usage {
     /// the source was over its CPU share.
     pub fn throttled_ticks(&self) -> u64 {
         self.throttled_ticks.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of memory its live instances hold.
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Takes `bytes` more for one of its instances, unless that would put
+    /// the source over `budget`.
+    pub(crate) fn reserve_memory(&self, bytes: usize, budget: usize) -> bool {
+        let (bytes, budget) = (bytes as u64, budget as u64);
+        self.memory_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                held.checked_add(bytes).filter(|total| *total <= budget)
+            })
+            .is_ok()
+    }
+
+    /// Gives back what an instance held.
+    pub(crate) fn release_memory(&self, bytes: usize) {
+        self.memory_bytes.fetch_sub(bytes as u64, Ordering::Relaxed);
     }
 
     /// Counts one tick its guests ran.

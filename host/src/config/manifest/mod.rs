@@ -218,6 +218,9 @@ pub struct SandboxSection {
     /// Hosts (`host` or `host:port`) the connector may call over wasi:http.
     pub allowed_hosts: Vec<String>,
     pub memory_mb: Option<u64>,
+    /// Memory of all the source's live instances together, in MiB
+    /// (default 8 × `memory_mb`).
+    pub memory_budget_mb: Option<u64>,
     #[serde(deserialize_with = "duration::deserialize_opt")]
     pub push_deadline: Option<Duration>,
     #[serde(deserialize_with = "duration::deserialize_opt")]
