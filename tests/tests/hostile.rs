@@ -595,3 +595,42 @@ quarantine_after = 0
     assert!((1..=5).contains(&held), "{held} held at once");
     assert_eq!(held + refused, 12);
 }
+
+/// Four deadline overruns and one good call, again and again, used to
+/// keep the failure count from ever reaching `quarantine_after`: a good
+/// call now takes one failure off instead of all, so the second round
+/// quarantines the connector.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_most_calls_with_an_occasional_good_one_is_quarantined() {
+    const EVADER: &str = r#"
+[sandbox]
+push_deadline = "1s"
+quarantine_after = 5
+quarantine_cooldown = "1h"
+"#;
+    let host =
+        std::sync::Arc::new(TestHost::start(&[("hostile", plugins::HOSTILE, Some(EVADER))]).await);
+    let mut statuses = Vec::new();
+    for round in 0..2 {
+        let loops: Vec<_> = (0..4)
+            .map(|_| {
+                let host = host.clone();
+                tokio::spawn(
+                    async move { host.post_json("/ingest/hostile/loop", "{}", &[]).await.0 },
+                )
+            })
+            .collect();
+        for l in loops {
+            statuses.push(l.await.unwrap());
+        }
+        let (status, body, _) = host.post_json("/ingest/hostile/ok", "{}", &[]).await;
+        if round == 0 {
+            assert_eq!(status, 202, "{body}");
+        } else {
+            statuses.push(status);
+        }
+    }
+    let status = host.status("hostile").await;
+    assert!(status["quarantine"].is_object(), "{statuses:?}: {status}");
+    assert_eq!(statuses.last(), Some(&503), "{statuses:?}");
+}

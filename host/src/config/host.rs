@@ -212,8 +212,9 @@ pub struct SandboxDefaults {
     /// Outbound requests one call may have in flight at once; one more
     /// fails at once (`connection-limit-reached`).
     pub max_outbound_requests: u32,
-    /// Consecutive sandbox failures (trap, deadline, memory, limit) after
-    /// which a connector is quarantined; 0 never quarantines.
+    /// Sandbox failures (trap, deadline, memory, limit), each completed
+    /// call taking one off, after which a connector is quarantined; 0 never
+    /// quarantines.
     pub quarantine_after: u32,
     /// First quarantine cool-down; it doubles with each quarantine that
     /// follows without a good call in between (at most one hour).

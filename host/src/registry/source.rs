@@ -106,12 +106,15 @@ pub struct SourceState {
     version_changed: tokio::sync::Notify,
 }
 
-/// Consecutive sandbox failures and the quarantine they led to.
+/// Sandbox failures and the quarantine they led to.
 #[derive(Debug, Default)]
 struct Quarantine {
-    /// Sandbox failures since the last call that completed.
-    consecutive: u32,
-    /// Quarantines since the last call that completed; sets the cool-down.
+    /// Sandbox failures net of completed calls: each failure adds one, each
+    /// completed call takes one off. A streak of failures reaches the limit
+    /// as before; so does a pattern of several failures and an occasional
+    /// good call, which a count reset by every good call never did.
+    net_failures: u32,
+    /// Quarantines since failures were last paid off; sets the cool-down.
     strikes: u32,
     /// End of the current (or last) quarantine.
     until_ms: u64,
@@ -150,8 +153,10 @@ impl SourceState {
             }
             _ => {
                 let mut q = self.quarantine.lock().expect("lock");
-                q.consecutive = 0;
-                q.strikes = 0;
+                q.net_failures = q.net_failures.saturating_sub(1);
+                if q.net_failures == 0 {
+                    q.strikes = 0;
+                }
                 return;
             }
         };
@@ -170,9 +175,9 @@ impl SourceState {
         if q.until_ms > now {
             return; // Already quarantined: a call that was in flight.
         }
-        q.consecutive += 1;
+        q.net_failures += 1;
         let on_probation = q.strikes > 0;
-        if !on_probation && q.consecutive < sandbox.quarantine_after {
+        if !on_probation && q.net_failures < sandbox.quarantine_after {
             return;
         }
         q.strikes += 1;
@@ -182,8 +187,8 @@ impl SourceState {
             .min(MAX_QUARANTINE.max(sandbox.quarantine_cooldown));
         q.until_ms = now + cooldown.as_millis() as u64;
         q.reason = err.to_string();
-        let failures = q.consecutive;
-        q.consecutive = 0;
+        let failures = q.net_failures;
+        q.net_failures = 0;
         self.quarantines.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             connector = %sandbox.name,
@@ -191,7 +196,7 @@ impl SourceState {
             strikes = q.strikes,
             cooldown_ms = cooldown.as_millis() as u64,
             error = %err,
-            "Connector quarantined after consecutive sandbox failures; calls resume after the cool-down, a reload or POST /v1/connectors/{{name}}/resume."
+            "Connector quarantined after repeated sandbox failures; calls resume after the cool-down, a reload or POST /v1/connectors/{{name}}/resume."
         );
     }
 

@@ -229,7 +229,8 @@ pub struct SandboxSection {
     pub max_bytes_per_call: Option<u64>,
     /// Outbound requests one call may have in flight at once.
     pub max_outbound_requests: Option<u32>,
-    /// Consecutive sandbox failures before quarantine; 0 never quarantines.
+    /// Sandbox failures, net of completed calls, before quarantine; 0 never
+    /// quarantines.
     pub quarantine_after: Option<u32>,
     /// First quarantine cool-down (doubles per repeated quarantine).
     #[serde(deserialize_with = "duration::deserialize_opt")]
