@@ -378,11 +378,39 @@ async fn partitions_and_checkpoints_cannot_grow_without_bound() {
         assert_eq!(body["run"]["partitions"], 40, "{body}");
     }
     let status = host.status("hostile").await;
-    let checkpoints = status["checkpoints"].as_array().unwrap().len();
-    assert!(
-        (40..=104).contains(&checkpoints),
-        "{checkpoints} checkpoints"
+    let total = status["checkpoints_total"].as_u64().unwrap() as usize;
+    assert!((40..=104).contains(&total), "{total} checkpoints");
+    // The status pages them (100 a page) and cuts long values; the
+    // checkpoint route has them whole.
+    let checkpoints = status["checkpoints"].as_array().unwrap();
+    assert_eq!(checkpoints.len(), total.min(100));
+    assert_eq!(
+        status["checkpoints_next"].is_string(),
+        total > 100,
+        "{status}"
     );
+    let first = checkpoints[0]["partition"].as_str().unwrap();
+    let (code, page) = host
+        .get_json(&format!("/v1/connectors/hostile?checkpoints_after={first}"))
+        .await;
+    assert_eq!(code, 200);
+    let rest = page["checkpoints"].as_array().unwrap();
+    assert_eq!(rest.len(), (total - 1).min(100));
+    assert_eq!(rest[0]["partition"], checkpoints[1]["partition"]);
+    let long = "x".repeat(10_000);
+    let r = host
+        .client
+        .put(host.url(&format!(
+            "/v1/connectors/hostile/checkpoint?partition={first}"
+        )))
+        .body(serde_json::json!({ "value": long }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let shown = &host.status("hostile").await["checkpoints"][0];
+    assert_eq!(shown["value_truncated"], true, "{shown}");
+    assert_eq!(shown["value"].as_str().unwrap().len(), 256);
 
     for (config, expected) in [
         (

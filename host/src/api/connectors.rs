@@ -9,23 +9,68 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::sync::Arc;
 
-async fn status(api: &Api, name: &str, connector: Option<&Arc<Connector>>) -> serde_json::Value {
+/// Checkpoints shown per page of a connector's status.
+pub const CHECKPOINTS_PER_PAGE: usize = 100;
+
+/// Characters of a checkpoint value shown in a status (the whole value is
+/// at `GET /v1/connectors/{name}/checkpoint?partition=`).
+pub const STATUS_VALUE_CHARS: usize = 256;
+
+/// One page of a source's checkpoints in partition order (the unnamed
+/// partition first), starting after partition `after`: the page, the
+/// total, and the partition to pass as `checkpoints_after` for the next
+/// page.
+async fn checkpoint_page(
+    api: &Api,
+    name: &str,
+    after: Option<&str>,
+) -> (Vec<serde_json::Value>, usize, Option<String>) {
+    let mut all = api.store.checkpoints(name).await.unwrap_or_default();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    let total = all.len();
+    let start = match after {
+        Some(after) => all.partition_point(|(p, _)| p.as_deref().is_none_or(|p| p <= after)),
+        None => 0,
+    };
+    let page: Vec<_> = all[start..]
+        .iter()
+        .take(CHECKPOINTS_PER_PAGE)
+        .map(|(p, c)| {
+            let value = c.value();
+            let cut = value.chars().count() > STATUS_VALUE_CHARS;
+            let shown: String = value.chars().take(STATUS_VALUE_CHARS).collect();
+            serde_json::json!({
+                "partition": p,
+                "value": shown,
+                "value_truncated": cut,
+                "updated_ms": c.updated_ms(),
+            })
+        })
+        .collect();
+    let next = (start + page.len() < total)
+        .then(|| all[start + page.len() - 1].0.clone())
+        .flatten();
+    (page, total, next)
+}
+
+async fn status(
+    api: &Api,
+    name: &str,
+    connector: Option<&Arc<Connector>>,
+    checkpoints_after: Option<&str>,
+) -> serde_json::Value {
     let state = api.registry.source(name);
     let last_error = state.last_error();
-    let checkpoints: Vec<_> = api
-        .store
-        .checkpoints(name)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(p, c)| serde_json::json!({"partition": p, "value": c.value(), "updated_ms": c.updated_ms()}))
-        .collect();
+    let (checkpoints, checkpoints_total, checkpoints_next) =
+        checkpoint_page(api, name, checkpoints_after).await;
     let last_offset = api.store.last_offset(name).await.ok().flatten();
     let pull = state.pull.lock().expect("lock").clone();
     let mut v = serde_json::json!({
         "name": name,
         "last_error": last_error,
         "checkpoints": checkpoints,
+        "checkpoints_total": checkpoints_total,
+        "checkpoints_next": checkpoints_next,
         "counters": state.counters.snapshot(),
         "reloads": state.counters.reloads.load(std::sync::atomic::Ordering::Relaxed),
         "last_offset": last_offset,
@@ -90,19 +135,24 @@ pub async fn list(api: &Api) -> Resp {
     names.sort();
     let mut items = Vec::with_capacity(names.len());
     for n in &names {
-        items.push(status(api, n, loaded.iter().find(|c| c.name.as_str() == n)).await);
+        items.push(status(api, n, loaded.iter().find(|c| c.name.as_str() == n), None).await);
     }
     reply::json(StatusCode::OK, &serde_json::json!({ "connectors": items }))
 }
 
-pub async fn show(api: &Api, name: &str) -> Result<Resp, ApiError> {
+/// `GET /v1/connectors/{name}[?checkpoints_after=P]`.
+pub async fn show(api: &Api, name: &str, query: Option<&str>) -> Result<Resp, ApiError> {
     let connector = api.registry.get(name);
     if connector.is_none() && !api.registry.known_sources().iter().any(|n| n == name) {
         return Err(ApiError::UnknownSource(name.to_string()));
     }
+    let after = super::query_pairs(query)
+        .into_iter()
+        .find(|(k, _)| k == "checkpoints_after")
+        .map(|(_, v)| v);
     Ok(reply::json(
         StatusCode::OK,
-        &status(api, name, connector.as_ref()).await,
+        &status(api, name, connector.as_ref(), after.as_deref()).await,
     ))
 }
 

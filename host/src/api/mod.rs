@@ -127,7 +127,7 @@ async fn dispatch(api: &Api, req: http::Request<Incoming>) -> Result<Resp, ApiEr
         RouteId::StreamEvents => streams::events(api, p(0), req.uri().query()).await,
         RouteId::Cursor => streams::cursor(api, p(0), p(1), req).await,
         RouteId::Connectors => Ok(connectors::list(api).await),
-        RouteId::Connector => connectors::show(api, p(0)).await,
+        RouteId::Connector => connectors::show(api, p(0), req.uri().query()).await,
         RouteId::Resume => connectors::resume(api, p(0)),
         RouteId::Pull => connectors::pull_now(api, p(0)).await,
         RouteId::Checkpoint => connectors::checkpoint(api, p(0), req).await,
