@@ -483,8 +483,9 @@ async fn bad_files_do_not_stall_start_up_or_reloads() {
     assert_eq!(code, 202);
 }
 
-/// The median and 90th percentile of `n` sequential pushes to `hooks`.
-async fn push_latency(host: &TestHost, tag: &str, n: usize) -> (Duration, Duration) {
+/// The median, 90th and 99th percentiles of `n` sequential pushes to
+/// `hooks`.
+async fn push_latency(host: &TestHost, tag: &str, n: usize) -> (Duration, Duration, Duration) {
     let mut samples = Vec::with_capacity(n);
     for i in 0..n {
         let started = std::time::Instant::now();
@@ -495,7 +496,8 @@ async fn push_latency(host: &TestHost, tag: &str, n: usize) -> (Duration, Durati
         assert_eq!(status, 202, "{tag}-{i}: {body}");
     }
     samples.sort();
-    (samples[n / 2], samples[n * 9 / 10])
+    let at = |percent: usize| samples[(n * percent / 100).min(n - 1)];
+    (at(50), at(90), at(99))
 }
 
 /// 32 pushes at once that spin to their deadline, again and again, beside
@@ -514,7 +516,7 @@ async fn spinning_calls_are_held_to_their_sources_cpu_share() {
         .await,
     );
     push_latency(&host, "warm", 10).await;
-    let (quiet_p50, quiet_p90) = push_latency(&host, "quiet", 100).await;
+    let (quiet_p50, quiet_p90, _) = push_latency(&host, "quiet", 100).await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let spinners: Vec<_> = (0..32)
         .map(|_| {
@@ -544,7 +546,7 @@ async fn spinning_calls_are_held_to_their_sources_cpu_share() {
         },
     )
     .await;
-    let (busy_p50, busy_p90) = push_latency(&host, "busy", 100).await;
+    let (busy_p50, busy_p90, _) = push_latency(&host, "busy", 100).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for s in spinners {
         s.await.unwrap();
@@ -661,4 +663,83 @@ quarantine_cooldown = "1h"
     let status = host.status("hostile").await;
     assert!(status["quarantine"].is_object(), "{statuses:?}: {status}");
     assert_eq!(statuses.last(), Some(&503), "{statuses:?}");
+}
+
+/// Beside each abuse of the hostile fixture in turn, hammered by four
+/// clients, a well-behaved source keeps its latency within a small factor
+/// of what it is alone: the promise "one connector does not hurt other
+/// sources", measured as ratios in one run. The factors reached are
+/// printed (`--no-capture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_neighbour_keeps_its_latency_beside_every_abuse() {
+    const ABUSER: &str = r#"
+[sandbox]
+push_deadline = "2s"
+memory_mb = 64
+quarantine_after = 0
+allowed_hosts = ["127.0.0.1:*"]
+"#;
+    let host = std::sync::Arc::new(
+        TestHost::start(&[
+            ("hooks", plugins::WEBHOOK_JSON, None),
+            ("hostile", plugins::HOSTILE, Some(ABUSER)),
+        ])
+        .await,
+    );
+    let (authority, _) = silent_server().await;
+    push_latency(&host, "warm", 10).await;
+    let (quiet_p50, _, quiet_p99) = push_latency(&host, "quiet", 100).await;
+    let abuses = [
+        "/ingest/hostile/loop".to_string(),
+        format!("/ingest/hostile/fan-out?authority={authority}&n=1100"),
+        "/ingest/hostile/log-flood?n=1000&bytes=1024".to_string(),
+        "/ingest/hostile/fill?mb=48&hold_ms=500".to_string(),
+        "/ingest/hostile/reply-body?bytes=1048577".to_string(),
+        "/ingest/hostile/many".to_string(),
+    ];
+    let mut report = Vec::new();
+    for abuse in &abuses {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let clients: Vec<_> = (0..4)
+            .map(|_| {
+                let (host, stop, abuse) = (host.clone(), stop.clone(), abuse.clone());
+                tokio::spawn(async move {
+                    let mut calls = 0u32;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        host.post_json(&abuse, "{}", &[]).await;
+                        calls += 1;
+                    }
+                    calls
+                })
+            })
+            .collect();
+        let (p50, _, p99) =
+            push_latency(&host, &abuse.replace(['/', '?', '&', '='], "_"), 100).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for c in clients {
+            assert!(c.await.unwrap() > 0, "{abuse} was exercised");
+        }
+        report.push((abuse.clone(), p50, p99));
+    }
+    eprintln!("hooks alone: p50 {quiet_p50:?}, p99 {quiet_p99:?}");
+    for (abuse, p50, p99) in &report {
+        eprintln!(
+            "beside {abuse}: p50 {p50:?} ({:.1}x), p99 {p99:?} ({:.1}x)",
+            p50.as_secs_f64() / quiet_p50.as_secs_f64(),
+            p99.as_secs_f64() / quiet_p99.as_secs_f64()
+        );
+    }
+    // Loose on purpose (2 shared cores, maybe a slow machine): a factor of
+    // the quiet figures, or a floor well under any abuse's own scale
+    // (deadlines of seconds).
+    for (abuse, p50, p99) in &report {
+        assert!(
+            *p50 <= (quiet_p50 * 10).max(Duration::from_millis(50)),
+            "beside {abuse}: p50 {quiet_p50:?} -> {p50:?}"
+        );
+        assert!(
+            *p99 <= (quiet_p99 * 10).max(Duration::from_millis(250)),
+            "beside {abuse}: p99 {quiet_p99:?} -> {p99:?}"
+        );
+    }
 }

@@ -13,6 +13,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use wasmtime::Store;
 
+/// The deadline of `describe`, whatever the manifest's deadlines: it
+/// returns constants, and a component that spins in it holds up its own
+/// load (and, at start-up, the listener) no longer than this.
+pub const DESCRIBE_DEADLINE: Duration = Duration::from_secs(5);
+
 /// What a connector says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Descriptor {
@@ -274,7 +279,7 @@ impl Runtime {
         code: &Code,
         sandbox: &Arc<Sandbox>,
     ) -> Result<Descriptor, CallError> {
-        let deadline = sandbox.push_deadline.max(Duration::from_secs(5));
+        let deadline = DESCRIBE_DEADLINE;
         self.with_deadline(deadline, async |waits| {
             let (mut store, plugin) = self.instantiate(code, sandbox, deadline, waits).await?;
             let d = plugin
