@@ -260,9 +260,10 @@ pub struct SourceCounters {
     pub events_trimmed: u64,
     pub events_trimmed_forced: u64,
     pub log_lines_dropped: u64,
-    /// Epoch ticks (10 ms) of guest CPU, and of throttling.
+    /// Epoch ticks (10 ms) of guest CPU.
     pub cpu_ticks: u64,
-    pub throttled_ticks: u64,
+    /// Milliseconds guests slept, throttled.
+    pub throttled_ms: u64,
 }
 
 /// A pull schedule's gauges.
@@ -315,17 +316,19 @@ const SOURCE_COUNTERS: [(&str, &str, CounterOf); 8] = [
     ),
 ];
 
-/// Guest CPU, in epoch ticks (shown in seconds).
-const CPU_COUNTERS: [(&str, &str, CounterOf); 2] = [
+/// Guest CPU and throttling: name, help, value, units per second.
+const CPU_COUNTERS: [(&str, &str, CounterOf, f64); 2] = [
     (
         "inlet_connector_cpu_seconds",
         "Seconds of one core the source's guests ran their own code (host calls they wait on excluded), in 10 ms ticks.",
         |c| c.cpu_ticks,
+        100.0,
     ),
     (
         "inlet_connector_cpu_throttled_seconds",
-        "Ticks of guest CPU past the source's share (half the cores) after which its guest was made to wait, in seconds.",
-        |c| c.throttled_ticks,
+        "Seconds the source's guests slept because the source was over its CPU share (half the cores).",
+        |c| c.throttled_ms,
+        1000.0,
     ),
 ];
 
@@ -379,11 +382,10 @@ impl Collector for Scrape {
                     .encode(family.encode_family(&source(&s.source))?)?;
             }
         }
-        for (name, help, get) in CPU_COUNTERS {
+        for (name, help, get, per_second) in CPU_COUNTERS {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             for s in &self.sources {
-                // An epoch tick is 10 ms.
-                ConstCounter::new(get(&s.counters) as f64 / 100.0)
+                ConstCounter::new(get(&s.counters) as f64 / per_second)
                     .encode(family.encode_family(&source(&s.source))?)?;
             }
         }

@@ -17,7 +17,8 @@
 //! while (a source may leave one out for a run or two), and is forgotten
 //! after [`FORGET_ABSENT_AFTER`], or at once past the
 //! [`MIN_ABSENT_KEPT`]-or-as-many-as-listed most recently moved absent
-//! ones: a connector that lists new random partitions every run cannot
+//! ones (by age only while the listing is empty, which may be a source's
+//! hiccup): a connector that lists new random partitions every run cannot
 //! grow the store and the status without bound. A partition that comes
 //! back after that starts from no checkpoint (its events deduplicated by
 //! id within the dedup window).
@@ -208,7 +209,14 @@ async fn forget_absent(engine: &Arc<Scheduler>, name: &str, listed: &[Option<Str
         .collect();
     // Most recently moved first: those are kept.
     absent.sort_by_key(|(_, c)| std::cmp::Reverse(c.updated_ms()));
-    let keep = MIN_ABSENT_KEPT.max(listed.len());
+    // A listing that is empty now (one unnamed partition) may be a source's
+    // hiccup: named partitions are then forgotten by age only.
+    let unpartitioned = listed.len() == 1 && listed.contains(&None);
+    let keep = if unpartitioned {
+        usize::MAX
+    } else {
+        MIN_ABSENT_KEPT.max(listed.len())
+    };
     let stale_before = now_ms().saturating_sub(FORGET_ABSENT_AFTER.as_millis() as u64);
     let mut forgotten = 0;
     for (i, (partition, checkpoint)) in absent.into_iter().enumerate() {

@@ -352,7 +352,10 @@ fn call_failed(source: &str, state: &crate::registry::SourceState, err: CallErro
         }
         CallError::Overloaded => {
             Counters::add(&counters.push_rejected, 1);
-            ApiError::Overloaded("no connector instance slot is free".into())
+            ApiError::Overloaded(
+                "no connector instance can start now (no slot free, or the source's memory budget in use)"
+                    .into(),
+            )
         }
         CallError::Output(limit) => {
             Counters::add(&counters.push_rejected, 1);

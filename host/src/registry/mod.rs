@@ -27,7 +27,7 @@ pub use watch::watch;
 
 use crate::config::{ConfigError, HostConfig, Manifest, SourceName};
 
-use crate::runtime::{Code, ComponentCache, Descriptor, Origin, Runtime, Sandbox};
+use crate::runtime::{CallError, Code, ComponentCache, Descriptor, Origin, Runtime, Sandbox};
 use crate::store::now_ms;
 use arc_swap::ArcSwap;
 use futures::StreamExt;
@@ -78,6 +78,15 @@ pub enum LoadError {
     /// The manifest does not parse or names a missing secret.
     #[error(transparent)]
     Manifest(#[from] ConfigError),
+    /// `describe()` could not run now (no instance slot, the source's
+    /// memory budget in use): tried again at the next scan.
+    #[error("{path}: {message}")]
+    Busy {
+        /// The `.wasm` file.
+        path: PathBuf,
+        /// Why it was not loaded now.
+        message: String,
+    },
 }
 
 /// Connectors loaded at once by a scan.
@@ -416,7 +425,13 @@ impl Registry {
             .runtime
             .describe(&code, &sandbox)
             .await
-            .map_err(|e| component_err(format!("describe() failed: {e}")))?;
+            .map_err(|e| match e {
+                CallError::Overloaded | CallError::SourceTimeout { .. } => LoadError::Busy {
+                    path: wasm_path.to_path_buf(),
+                    message: format!("describe() could not run now: {e}"),
+                },
+                e => component_err(format!("describe() failed: {e}")),
+            })?;
         if !descriptor.push && !descriptor.pull {
             return Err(component_err(
                 "describe() lists neither push nor pull mode".to_string(),

@@ -266,7 +266,7 @@ impl SourceState {
             events_trimmed_forced: g(&c.events_trimmed_forced),
             log_lines_dropped: self.usage.log_lines_dropped(),
             cpu_ticks: self.usage.cpu_ticks(),
-            throttled_ticks: self.usage.throttled_ticks(),
+            throttled_ms: self.usage.throttled_ms(),
         }
     }
 

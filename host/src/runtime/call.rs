@@ -81,8 +81,9 @@ pub enum CallError {
     /// the connector's.
     #[error("returned too much: {0}")]
     Output(String),
-    /// No instance slot was free.
-    #[error("no instance slot is free; the host is overloaded")]
+    /// No instance slot was free, or the source's memory budget was in
+    /// use: retried, never a quarantine strike.
+    #[error("no instance can start now (no slot free, or the source's memory budget in use)")]
     Overloaded,
 }
 
@@ -260,6 +261,7 @@ impl Runtime {
                             break;
                         }
                         tokio::time::sleep(wait.min(left)).await;
+                        usage.throttled(wait.min(left));
                     }
                     tokio::task::yield_now().await;
                 }),
@@ -434,8 +436,11 @@ fn classify(
     let limits = &store.data().limits;
     if limits.exhausted.load(Ordering::Relaxed) {
         if limits.source_exhausted {
-            tracing::warn!(connector = %sandbox.name, budget_mb = sandbox.memory_budget_bytes >> 20, "A call failed: the source's live instances hold its whole memory budget.");
-            return CallError::Memory(sandbox.memory_budget_bytes >> 20);
+            // The source is busy, not this call wrong: retried, never a
+            // quarantine strike (a flood of pushes would otherwise
+            // quarantine a working connector).
+            tracing::warn!(connector = %sandbox.name, budget_mb = sandbox.memory_budget_bytes >> 20, "A call was refused: the source's live instances hold its whole memory budget.");
+            return CallError::Overloaded;
         }
         return CallError::Memory(sandbox.memory_bytes >> 20);
     }
@@ -483,13 +488,17 @@ fn overrun(waits: &SourceWaits, deadline: Duration) -> CallError {
 }
 
 impl From<types::Error> for ConnectorError {
+    /// The guest's message, like everything it returns, is untrusted: it is
+    /// cut to [`output::MAX_ERROR_MESSAGE_BYTES`] and its control
+    /// characters escaped before it reaches a sender, a log or a status.
     fn from(e: types::Error) -> Self {
+        let m = output::error_message;
         match e {
-            types::Error::Invalid(m) => ConnectorError::Invalid(m),
-            types::Error::Unauthorized(m) => ConnectorError::Unauthorized(m),
-            types::Error::Unavailable(m) => ConnectorError::Unavailable(m),
+            types::Error::Invalid(s) => ConnectorError::Invalid(m(s)),
+            types::Error::Unauthorized(s) => ConnectorError::Unauthorized(m(s)),
+            types::Error::Unavailable(s) => ConnectorError::Unavailable(m(s)),
             types::Error::RateLimited(s) => ConnectorError::RateLimited(s),
-            types::Error::Other(m) => ConnectorError::Other(m),
+            types::Error::Other(s) => ConnectorError::Other(m(s)),
         }
     }
 }

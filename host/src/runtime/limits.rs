@@ -8,8 +8,9 @@
 //!   [`MAX_INSTANCES`] core instances.
 //! - `memory_budget_mb` (8 × `memory_mb` by default) bounds the memory of
 //!   all of a source's live instances together: a source that runs many
-//!   calls at once (48 pushes each filling its 64 MiB) fails its own calls
-//!   past it (class `memory`) rather than taking the host's memory.
+//!   calls at once (48 pushes each filling its 64 MiB) has its calls past
+//!   it refused as overloaded (503 with `Retry-After`, no quarantine)
+//!   rather than taking the host's memory.
 
 use super::{Sandbox, Usage};
 use std::sync::Arc;

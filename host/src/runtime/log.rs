@@ -53,19 +53,31 @@ impl CallLog {
     /// drops it once the call's budget is spent.
     pub(crate) fn line(&self, level: Level, stream: &'static str, line: &[u8]) {
         let line = &line[..line.len().min(LOG_LINE_BYTES)];
-        let cost = line.len().max(1);
-        let spent = self
-            .remaining
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
-                left.checked_sub(cost)
-            });
-        if spent.is_err() {
-            self.usage.log_line_dropped();
-            if !self.over.swap(true, Ordering::Relaxed) {
-                tracing::warn!(target: "inlet::guest", connector = %self.connector, budget = LOG_BYTES_PER_CALL, "The call wrote more than its log budget; its further lines are dropped.");
-            }
+        if !self.charge(line.len().max(1)) {
+            self.dropped();
             return;
         }
+        self.emit(level, stream, line);
+    }
+
+    /// Takes `bytes` from the budget, or nothing if that much is not left.
+    fn charge(&self, bytes: usize) -> bool {
+        self.remaining
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(bytes)
+            })
+            .is_ok()
+    }
+
+    fn dropped(&self) {
+        self.usage.log_line_dropped();
+        if !self.over.swap(true, Ordering::Relaxed) {
+            tracing::warn!(target: "inlet::guest", connector = %self.connector, budget = LOG_BYTES_PER_CALL, "The call wrote more than its log budget; its further lines are dropped.");
+        }
+    }
+
+    /// Writes a line whose bytes were charged already.
+    fn emit(&self, level: Level, stream: &'static str, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
         let text = escape_controls(text.trim_end_matches('\r'));
         let connector = &*self.connector;
@@ -120,6 +132,7 @@ impl StdoutStream for GuestOutput {
             log: self.log.clone(),
             stream: self.stream,
             buf: Vec::new(),
+            discarding: false,
         })
     }
 }
@@ -128,6 +141,8 @@ struct LineWriter {
     log: Arc<CallLog>,
     stream: &'static str,
     buf: Vec<u8>,
+    /// The budget ran out within the current line: it is dropped.
+    discarding: bool,
 }
 
 impl tokio::io::AsyncWrite for LineWriter {
@@ -137,16 +152,28 @@ impl tokio::io::AsyncWrite for LineWriter {
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         // Never an error for the guest: past the budget, lines are dropped.
+        // Bytes are charged as they are buffered (each stream the guest
+        // opens has a buffer, so a partial line must cost what it holds).
         for chunk in data.split_inclusive(|b| *b == b'\n') {
-            if let Some(line) = chunk.strip_suffix(b"\n") {
-                let room = LOG_LINE_BYTES.saturating_sub(self.buf.len());
-                self.buf.extend_from_slice(&line[..line.len().min(room)]);
+            let (text, ends) = match chunk.strip_suffix(b"\n") {
+                Some(line) => (line, true),
+                None => (chunk, false),
+            };
+            let room = LOG_LINE_BYTES.saturating_sub(self.buf.len());
+            let take = &text[..text.len().min(room)];
+            if !self.discarding && self.log.charge(take.len()) {
+                self.buf.extend_from_slice(take);
+            } else if !take.is_empty() {
+                self.discarding = true;
+            }
+            if ends {
                 let line = std::mem::take(&mut self.buf);
-                self.log.line(Level::Info, self.stream, &line);
-            } else {
-                // A partial line waits for its end, kept to one line's size.
-                let room = LOG_LINE_BYTES.saturating_sub(self.buf.len());
-                self.buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                // The newline costs a byte too: empty lines are not free.
+                if std::mem::take(&mut self.discarding) || !self.log.charge(1) {
+                    self.log.dropped();
+                } else {
+                    self.log.emit(Level::Info, self.stream, &line);
+                }
             }
         }
         Poll::Ready(Ok(data.len()))
@@ -163,9 +190,11 @@ impl tokio::io::AsyncWrite for LineWriter {
 
 impl Drop for LineWriter {
     fn drop(&mut self) {
-        if !self.buf.is_empty() {
+        if self.discarding {
+            self.log.dropped();
+        } else if !self.buf.is_empty() {
             let rest = std::mem::take(&mut self.buf);
-            self.log.line(Level::Info, self.stream, &rest);
+            self.log.emit(Level::Info, self.stream, &rest);
         }
     }
 }

@@ -9,7 +9,8 @@
 //!   `PUT` allows).
 //! - A push reply has a status in 200–599, at most [`MAX_REPLY_HEADERS`]
 //!   headers of [`MAX_REPLY_HEADER_BYTES`] in all and a body of at most
-//!   [`MAX_REPLY_BODY_BYTES`]; headers that frame or route the response, or
+//!   [`MAX_REPLY_BODY_BYTES`] (sizes past these are the request's doing as
+//!   often as not: 422, no quarantine); headers that frame or route the response, or
 //!   set state in a browser, are dropped ([`reply_header_allowed`]), and the
 //!   host adds its own `X-Content-Type-Options: nosniff` and a sandboxing
 //!   `Content-Security-Policy`, so a reply can neither split the response
@@ -33,8 +34,21 @@ pub const MAX_CHECKPOINT_BYTES: usize = 64 * 1024;
 pub const MAX_REPLY_HEADERS: usize = 32;
 /// Most bytes of a push reply's header names and values together.
 pub const MAX_REPLY_HEADER_BYTES: usize = 8 * 1024;
-/// Most bytes of a push reply's body.
-pub const MAX_REPLY_BODY_BYTES: usize = 1024 * 1024;
+/// Most bytes of a push reply's body (kept with the idempotency key as
+/// base64: this fits a JetStream message of NATS's default 1 MB).
+pub const MAX_REPLY_BODY_BYTES: usize = 512 * 1024;
+
+/// Most bytes of a connector's error message (longer ones are cut).
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
+
+/// A guest's error message, cut and with control characters escaped.
+pub(super) fn error_message(message: String) -> String {
+    let mut end = message.len().min(MAX_ERROR_MESSAGE_BYTES);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    super::log::escape_controls(&message[..end]).into_owned()
+}
 
 /// Most partitions one `partitions` call may list.
 pub const MAX_PARTITIONS: usize = 1024;
@@ -46,16 +60,21 @@ pub const MAX_DESCRIPTOR_FIELD_BYTES: usize = 64;
 pub const MAX_DESCRIPTION_BYTES: usize = 1024;
 
 /// Headers a connector's reply may not set: framing and hop-by-hop headers
-/// (the host frames the response), cookies and CORS (a webhook endpoint has
-/// no business with a browser's state), and the two security headers the
+/// (the host frames the response), what sets state in a browser or client
+/// (cookies, CORS, HSTS, `Clear-Site-Data`, `Alt-Svc`, `Refresh`: a webhook
+/// endpoint has no business with them), and the two security headers the
 /// host sets itself.
 const DROPPED_REPLY_HEADERS: &[&str] = &[
+    "alt-svc",
+    "clear-site-data",
     "connection",
     "content-length",
     "content-security-policy",
     "keep-alive",
+    "refresh",
     "set-cookie",
     "set-cookie2",
+    "strict-transport-security",
     "te",
     "trailer",
     "transfer-encoding",
@@ -129,8 +148,11 @@ fn event_bytes(e: &types::Event) -> u64 {
 }
 
 fn check_event(index: usize, e: &types::Event) -> Result<(), CallError> {
+    // `Output`: on push these follow from the request as often as not (an
+    // id or content type copied from it), so the sender gets 422 and the
+    // connector no strike; on pull they are the connector's failure.
     let over = |what: &str, len: usize, max: usize| {
-        CallError::Limit(format!(
+        CallError::Output(format!(
             "event {index}: its {what} is {len} bytes; the limit is {max}"
         ))
     };
@@ -145,14 +167,14 @@ fn check_event(index: usize, e: &types::Event) -> Result<(), CallError> {
         if ct.len() > MAX_CONTENT_TYPE_BYTES {
             return Err(over("content type", ct.len(), MAX_CONTENT_TYPE_BYTES));
         }
-        if ct.chars().any(char::is_control) {
-            return Err(CallError::Limit(format!(
+        if ct.chars().any(|c| c.is_control() && c != '\t') {
+            return Err(CallError::Output(format!(
                 "event {index}: its content type has control characters"
             )));
         }
     }
     if e.attributes.len() > MAX_ATTRIBUTES {
-        return Err(CallError::Limit(format!(
+        return Err(CallError::Output(format!(
             "event {index}: {} attributes; the limit is {MAX_ATTRIBUTES}",
             e.attributes.len()
         )));
@@ -198,20 +220,22 @@ pub(super) fn reply(
             reply.status
         )));
     }
+    // Sizes may follow from the request (a challenge echoed back): 422,
+    // no strike. A status outside 200-599 is the connector's own doing.
     if reply.headers.len() > MAX_REPLY_HEADERS {
-        return Err(CallError::Limit(format!(
+        return Err(CallError::Output(format!(
             "a reply with {} headers; the limit is {MAX_REPLY_HEADERS}",
             reply.headers.len()
         )));
     }
     let header_bytes: usize = reply.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
     if header_bytes > MAX_REPLY_HEADER_BYTES {
-        return Err(CallError::Limit(format!(
+        return Err(CallError::Output(format!(
             "a reply with {header_bytes} bytes of headers; the limit is {MAX_REPLY_HEADER_BYTES}"
         )));
     }
     if reply.body.len() > MAX_REPLY_BODY_BYTES {
-        return Err(CallError::Limit(format!(
+        return Err(CallError::Output(format!(
             "a reply body of {} bytes; the limit is {MAX_REPLY_BODY_BYTES}",
             reply.body.len()
         )));

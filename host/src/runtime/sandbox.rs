@@ -13,6 +13,9 @@ use std::time::Duration;
 /// The default `memory_budget_mb`, in calls of `memory_mb` each.
 pub const MEMORY_BUDGET_CALLS: u64 = 8;
 
+/// The most `memory_budget_mb` may be (1 TiB).
+pub const MAX_MEMORY_BUDGET_MB: u64 = 1 << 20;
+
 /// The resolved sandbox of one connector.
 #[derive(Debug)]
 pub struct Sandbox {
@@ -24,7 +27,8 @@ pub struct Sandbox {
     pub memory_bytes: usize,
     /// Linear memory of all the source's live instances together, in bytes.
     pub memory_budget_bytes: usize,
-    /// Deadline of `describe` and `on-push` (wasm and host calls).
+    /// Deadline of `on-push` (wasm and host calls); `describe` has a fixed
+    /// 5 s (`DESCRIBE_DEADLINE`).
     pub push_deadline: Duration,
     /// Deadline of `partitions` and `pull` (wasm and host calls).
     pub pull_deadline: Duration,
@@ -60,12 +64,14 @@ impl Sandbox {
         let outbound = OutboundGrant::resolve(s, manifest_path)?;
         let memory_mb = s.memory_mb.unwrap_or(defaults.memory_mb);
         if let Some(budget) = s.memory_budget_mb
-            && budget < memory_mb
+            && !(memory_mb..=MAX_MEMORY_BUDGET_MB).contains(&budget)
         {
             return Err(ConfigError::invalid(
                 manifest_path,
                 "sandbox.memory_budget_mb",
-                format!("{budget} is less than memory_mb ({memory_mb}): one call must fit"),
+                format!(
+                    "use a value from memory_mb ({memory_mb}: one call must fit) to {MAX_MEMORY_BUDGET_MB}"
+                ),
             ));
         }
         let push_deadline = s.push_deadline.unwrap_or(defaults.push_deadline);

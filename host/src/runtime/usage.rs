@@ -23,7 +23,7 @@ pub(crate) const WINDOW: Duration = Duration::from_millis(100);
 pub struct Usage {
     log_lines_dropped: AtomicU64,
     cpu_ticks: AtomicU64,
-    throttled_ticks: AtomicU64,
+    throttled_ms: AtomicU64,
     /// Bytes of linear memory of the source's live instances.
     memory_bytes: AtomicU64,
     /// (window index since the epoch, ticks reserved in it).
@@ -45,10 +45,16 @@ impl Usage {
         self.cpu_ticks.load(Ordering::Relaxed)
     }
 
-    /// Ticks after which a guest of this source was made to wait because
-    /// the source was over its CPU share.
-    pub fn throttled_ticks(&self) -> u64 {
-        self.throttled_ticks.load(Ordering::Relaxed)
+    /// Milliseconds its guests slept because the source was over its CPU
+    /// share.
+    pub fn throttled_ms(&self) -> u64 {
+        self.throttled_ms.load(Ordering::Relaxed)
+    }
+
+    /// Counts a throttled guest's sleep.
+    pub(crate) fn throttled(&self, slept: Duration) {
+        self.throttled_ms
+            .fetch_add(slept.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Bytes of memory its live instances hold.
@@ -95,7 +101,6 @@ impl Usage {
             return Duration::ZERO;
         }
         drop(window);
-        self.throttled_ticks.fetch_add(1, Ordering::Relaxed);
         Duration::from_millis(window_ms - now_ms % window_ms)
     }
 }
@@ -127,6 +132,5 @@ mod tests {
         assert_eq!(usage.reserve(5_000, 10), Duration::from_millis(100));
         assert_eq!(usage.reserve(5_080, 10), Duration::from_millis(20));
         assert_eq!(usage.reserve(5_100, 10), Duration::ZERO, "a new window");
-        assert_eq!(usage.throttled_ticks(), 2);
     }
 }

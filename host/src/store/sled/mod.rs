@@ -66,9 +66,11 @@ pub struct SledStore {
     /// tree may hold what never reached the disk, so nothing answers from
     /// it (idempotency, dedup) and `/readyz` fails until a restart.
     failed: Arc<OnceLock<String>>,
-    /// When the writer started the group it is writing (ms since the
-    /// epoch), 0 while it waits for work.
+    /// When the writer started the group it is writing (ms on `clock`,
+    /// plus one), 0 while it waits for work.
     busy_since_ms: Arc<AtomicU64>,
+    /// A monotonic clock shared with the writer.
+    clock: std::time::Instant,
     _writer: Arc<WriterHandle>,
 }
 
@@ -130,8 +132,10 @@ impl SledStore {
         let visible = Arc::new(std::sync::Mutex::new(HashMap::new()));
         let failed = Arc::new(OnceLock::new());
         let busy_since_ms = Arc::new(AtomicU64::new(0));
+        let clock = std::time::Instant::now();
         let writer = Writer {
             busy_since_ms: busy_since_ms.clone(),
+            clock,
             db: db.clone(),
             tree: tree.clone(),
             durable,
@@ -153,6 +157,7 @@ impl SledStore {
             commits,
             failed,
             busy_since_ms,
+            clock,
             _writer: Arc::new(WriterHandle(Some(handle))),
         })
     }
@@ -165,15 +170,36 @@ impl SledStore {
         &self,
         rx: oneshot::Receiver<Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(WRITE_STALL, rx).await {
-            Ok(answer) => answer.map_err(|_| StoreError::Closed)?,
-            Err(_) => {
-                tracing::error!(waited = ?WRITE_STALL, "The store writer did not answer; the request fails (its write may still land).");
-                Err(StoreError::Io(format!(
-                    "the store did not complete the write within {WRITE_STALL:?}"
-                )))
+        let mut rx = std::pin::pin!(rx);
+        loop {
+            // Waiting behind other groups is not a stall; one group stuck
+            // in its write for WRITE_STALL is.
+            match tokio::time::timeout(std::time::Duration::from_secs(1), rx.as_mut()).await {
+                Ok(answer) => return answer.map_err(|_| StoreError::Closed)?,
+                Err(_) => {
+                    if let Some(stuck) = self.stuck_for() {
+                        tracing::error!(
+                            stuck_ms = stuck.as_millis() as u64,
+                            "The store writer is stuck in one write; the request fails (its write may still land)."
+                        );
+                        return Err(StoreError::Io(format!(
+                            "the store writer has been stuck in one write for {} s",
+                            stuck.as_secs()
+                        )));
+                    }
+                }
             }
         }
+    }
+
+    /// How long the writer has been in its current group, if past
+    /// [`WRITE_STALL`].
+    fn stuck_for(&self) -> Option<std::time::Duration> {
+        let since = self.busy_since_ms.load(Ordering::Relaxed);
+        let busy = std::time::Duration::from_millis(
+            (self.clock.elapsed().as_millis() as u64).saturating_sub(since),
+        );
+        (since != 0 && busy > WRITE_STALL).then_some(busy)
     }
 }
 
@@ -292,16 +318,14 @@ impl Journal for SledStore {
         if let Some(reason) = self.failed.get() {
             return Err(StoreError::Io(reason.clone()));
         }
-        let busy_since = self.busy_since_ms.load(Ordering::Relaxed);
-        let busy_for = now_ms().saturating_sub(busy_since);
-        if busy_since != 0 && busy_for > WRITE_STALL.as_millis() as u64 {
-            return Err(StoreError::Io(format!(
-                "the store writer has been stuck in one write for {} s",
-                busy_for / 1000
-            )));
-        }
         if self.ops.is_closed() {
             return Err(StoreError::Closed);
+        }
+        if let Some(stuck) = self.stuck_for() {
+            return Err(StoreError::Io(format!(
+                "the store writer has been stuck in one write for {} s",
+                stuck.as_secs()
+            )));
         }
         Ok(())
     }

@@ -44,9 +44,10 @@ pub(super) struct Writer {
     /// Next offset per source, loaded lazily from the journal.
     pub(super) next_offsets: HashMap<String, u64>,
     pub(super) commits: Arc<CommitSignals>,
-    /// When the current group started (ms), 0 while idle (the store's
-    /// stall watchdog reads it).
+    /// When the current group started (ms on `clock`, plus one), 0 while
+    /// idle (the store's stall watchdog reads it).
     pub(super) busy_since_ms: Arc<std::sync::atomic::AtomicU64>,
+    pub(super) clock: std::time::Instant,
 }
 
 /// What a group has written but not yet applied, so that two requests in
@@ -71,8 +72,10 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.busy_since_ms
-                .store(now_ms().max(1), std::sync::atomic::Ordering::Relaxed);
+            self.busy_since_ms.store(
+                self.clock.elapsed().as_millis() as u64 + 1,
+                std::sync::atomic::Ordering::Relaxed,
+            );
             self.apply_group(group);
             self.busy_since_ms
                 .store(0, std::sync::atomic::Ordering::Relaxed);
