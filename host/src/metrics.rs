@@ -391,7 +391,7 @@ impl Collector for Scrape {
         }
         let mut family = encoder.encode_descriptor(
             "inlet_connector_failures",
-            "Calls that failed, by class: trap, deadline, memory and limit are the connector's own (they count toward quarantine); source_timeout is a source that did not answer in time.",
+            "Calls that failed, by class: trap, deadline, memory and limit are the connector's own and count toward quarantine (except a push answered 422, output that follows from the request); source_timeout is a source that did not answer in time.",
             None,
             MetricType::Counter,
         )?;

@@ -152,7 +152,8 @@ pub struct Limits {
     #[serde(deserialize_with = "duration::deserialize")]
     pub body_read_timeout: Duration,
     /// Connections open at once; past it a connection gets 503 and is
-    /// closed. 0: the file limit (raised to its hard limit) less 256.
+    /// closed. 0: the file limit (raised to its hard limit) less 256 and
+    /// the outbound share, within [64, 65536].
     pub max_connections: u32,
     /// Connections open at once from one address; 0 for no cap (behind a
     /// reverse proxy every sender has the proxy's address).
