@@ -11,7 +11,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::time::Duration;
@@ -75,6 +75,21 @@ pub struct Metrics {
     pub store_flush: Histogram,
     /// Long polls woken by a commit to their source.
     pub long_poll_wakeups: Family<SourceLabel, Counter>,
+    /// Dead letters kept, by failure class.
+    dead_letters_kept: Family<SourceClass, Counter>,
+    /// Dead letters dropped by retention (`reason`: `max_bytes`, `keep`).
+    dead_letters_dropped: Family<SourceReason, Counter>,
+    /// Dead-letter replays by outcome: stored, duplicate, failed, busy.
+    dead_letter_replays: Family<SourceOutcome, Counter>,
+    /// Dead letters a source has now.
+    dead_letters: Family<SourceLabel, Gauge>,
+}
+
+/// `{source="...",reason="..."}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceReason {
+    source: String,
+    reason: String,
 }
 
 impl Default for Metrics {
@@ -96,6 +111,30 @@ impl Metrics {
         let reloads = Family::<SourceOutcome, Counter>::default();
         let store_flush = latency_histogram();
         let long_poll_wakeups = Family::<SourceLabel, Counter>::default();
+        let dead_letters_kept = Family::<SourceClass, Counter>::default();
+        let dead_letters_dropped = Family::<SourceReason, Counter>::default();
+        let dead_letter_replays = Family::<SourceOutcome, Counter>::default();
+        let dead_letters = Family::<SourceLabel, Gauge>::default();
+        registry.register(
+            "inlet_dead_letters_kept",
+            "Failed push requests kept as dead letters, by failure class.",
+            dead_letters_kept.clone(),
+        );
+        registry.register(
+            "inlet_dead_letters_dropped",
+            "Dead letters dropped by retention (reason: max_bytes, keep).",
+            dead_letters_dropped.clone(),
+        );
+        registry.register(
+            "inlet_dead_letter_replays",
+            "Dead-letter replays by outcome (stored, duplicate, failed, busy).",
+            dead_letter_replays.clone(),
+        );
+        registry.register(
+            "inlet_dead_letters",
+            "Dead letters a source has (as last counted by this host).",
+            dead_letters.clone(),
+        );
         registry.register(
             "inlet_long_poll_wakeups",
             "Long polls woken by a commit to their source.",
@@ -146,7 +185,52 @@ impl Metrics {
             reloads,
             store_flush,
             long_poll_wakeups,
+            dead_letters_kept,
+            dead_letters_dropped,
+            dead_letter_replays,
+            dead_letters,
         }
+    }
+
+    /// Counts one dead letter kept.
+    pub fn dead_letter_kept(&self, source: &str, class: &str) {
+        self.dead_letters_kept
+            .get_or_create(&SourceClass {
+                source: source.to_string(),
+                class: class.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts dead letters dropped by retention.
+    pub fn dead_letters_dropped(&self, source: &str, reason: &str, n: u64) {
+        if n > 0 {
+            self.dead_letters_dropped
+                .get_or_create(&SourceReason {
+                    source: source.to_string(),
+                    reason: reason.to_string(),
+                })
+                .inc_by(n);
+        }
+    }
+
+    /// Counts one dead-letter replay by outcome.
+    pub fn dead_letter_replayed(&self, source: &str, outcome: &str) {
+        self.dead_letter_replays
+            .get_or_create(&SourceOutcome {
+                source: source.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// The number of dead letters `source` has now.
+    pub fn dead_letters_now(&self, source: &str, count: u64) {
+        self.dead_letters
+            .get_or_create(&SourceLabel {
+                source: source.to_string(),
+            })
+            .set(count as i64);
     }
 
     /// Counts one push with its outcome (`accepted`, `duplicate`, or the

@@ -123,6 +123,11 @@ pub enum ApiError {
     NotReady,
     /// The store cannot take writes: `/readyz` says why (503).
     StoreDown(StoreError),
+    /// The connector failed on a push and the request could not be kept as
+    /// a dead letter either: nothing was kept, the sender retries (503).
+    NotKept { failure: String, error: StoreError },
+    /// No dead letter with this id (404).
+    UnknownDeadLetter(String),
 }
 
 impl ApiError {
@@ -159,7 +164,9 @@ impl ApiError {
             ApiError::TooManyWaits
             | ApiError::ShuttingDown
             | ApiError::NotReady
-            | ApiError::StoreDown(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | ApiError::StoreDown(_)
+            | ApiError::NotKept { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::UnknownDeadLetter(_) => StatusCode::NOT_FOUND,
         }
     }
 
@@ -197,7 +204,8 @@ impl ApiError {
             ApiError::TooManyWaits => "too_many_waits",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::NotReady => "not_ready",
-            ApiError::StoreDown(_) => "store_unavailable",
+            ApiError::StoreDown(_) | ApiError::NotKept { .. } => "store_unavailable",
+            ApiError::UnknownDeadLetter(_) => "unknown_dead_letter",
         }
     }
 
@@ -220,6 +228,7 @@ impl ApiError {
             ApiError::Quarantined { wait, .. } | ApiError::RateLimited(wait) => Some(*wait),
             ApiError::Overloaded(_)
             | ApiError::Store(_)
+            | ApiError::NotKept { .. }
             | ApiError::Unavailable { .. }
             | ApiError::TooManyWaits => Some(Duration::from_secs(1)),
             _ => None,
@@ -289,13 +298,17 @@ impl ApiError {
             ApiError::ShuttingDown => "the host is shutting down".into(),
             ApiError::NotReady => "the first plugin scan has not finished".into(),
             ApiError::StoreDown(err) => err.to_string(),
+            ApiError::NotKept { failure, error } => format!(
+                "the connector failed on this request ({failure}) and it could not be kept as a dead letter ({error}); nothing was stored: retry"
+            ),
+            ApiError::UnknownDeadLetter(id) => format!("no dead letter `{id}`"),
         }
     }
 
     /// The response: the one error shape, with `Retry-After` when the
     /// client should come back.
     pub fn into_response(self) -> Resp {
-        if let ApiError::Store(err) = &self {
+        if let ApiError::Store(err) | ApiError::NotKept { error: err, .. } = &self {
             tracing::error!(error = %err, "Store operation failed.");
         }
         let mut r = error(self.status(), self.code(), &self.message());

@@ -141,9 +141,15 @@ impl TestHost {
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::GET, path).await
+    }
+
+    /// `METHOD path` without a body: the status and the body as JSON (or
+    /// as a JSON string when it is not JSON).
+    pub async fn call(&self, method: reqwest::Method, path: &str) -> (u16, serde_json::Value) {
         let resp = self
             .client
-            .get(self.url(path))
+            .request(method, self.url(path))
             .send()
             .await
             .expect("request sent");

@@ -65,6 +65,10 @@ async fn status(
         checkpoint_page(api, name, checkpoints_after).await;
     let last_offset = api.store.last_offset(name).await.ok().flatten();
     let pull = state.pull.lock().expect("lock").clone();
+    let dead_letters = api.store.dead_letter_stats(name).await.ok();
+    if let Some(d) = dead_letters {
+        api.metrics.dead_letters_now(name, d.count);
+    }
     let mut v = serde_json::json!({
         "name": name,
         "last_error": last_error,
@@ -74,6 +78,7 @@ async fn status(
         "counters": state.counters.snapshot(),
         "reloads": state.counters.reloads.load(std::sync::atomic::Ordering::Relaxed),
         "last_offset": last_offset,
+        "dead_letters": dead_letters,
     });
     match connector {
         Some(c) => {

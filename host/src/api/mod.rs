@@ -2,6 +2,7 @@
 //! The push path itself lives in [`crate::push`].
 
 mod connectors;
+mod dead_letters;
 pub mod routes;
 mod streams;
 mod tokens;
@@ -131,6 +132,16 @@ async fn dispatch(api: &Api, req: http::Request<Incoming>) -> Result<Resp, ApiEr
         RouteId::Resume => connectors::resume(api, p(0)),
         RouteId::Pull => connectors::pull_now(api, p(0)).await,
         RouteId::Checkpoint => connectors::checkpoint(api, p(0), req).await,
+        RouteId::DeadLetters if method == http::Method::DELETE => {
+            dead_letters::discard_all(api, p(0), req.uri().query()).await
+        }
+        RouteId::DeadLetters => dead_letters::list(api, p(0), req.uri().query()).await,
+        RouteId::DeadLettersReplay => dead_letters::replay_all(api, p(0), req.uri().query()).await,
+        RouteId::DeadLetter if method == http::Method::DELETE => {
+            dead_letters::discard(api, p(0), p(1)).await
+        }
+        RouteId::DeadLetter => dead_letters::show(api, p(0), p(1)).await,
+        RouteId::DeadLetterReplay => dead_letters::replay(api, p(0), p(1)).await,
         RouteId::Reload => {
             let changed = api.registry.scan().await;
             Ok(reply::json(

@@ -20,6 +20,10 @@ pub enum RouteId {
     Resume,
     Checkpoint,
     Reload,
+    DeadLetters,
+    DeadLettersReplay,
+    DeadLetter,
+    DeadLetterReplay,
 }
 
 /// `ANY` stands for every method.
@@ -63,6 +67,37 @@ pub const ROUTES: &[(&str, &str, RouteId)] = &[
         "DELETE",
         "/v1/connectors/{name}/checkpoint",
         RouteId::Checkpoint,
+    ),
+    (
+        "GET",
+        "/v1/connectors/{name}/dead-letters",
+        RouteId::DeadLetters,
+    ),
+    (
+        "DELETE",
+        "/v1/connectors/{name}/dead-letters",
+        RouteId::DeadLetters,
+    ),
+    // Before `{id}`: `replay` is no letter id.
+    (
+        "POST",
+        "/v1/connectors/{name}/dead-letters/replay",
+        RouteId::DeadLettersReplay,
+    ),
+    (
+        "GET",
+        "/v1/connectors/{name}/dead-letters/{id}",
+        RouteId::DeadLetter,
+    ),
+    (
+        "DELETE",
+        "/v1/connectors/{name}/dead-letters/{id}",
+        RouteId::DeadLetter,
+    ),
+    (
+        "POST",
+        "/v1/connectors/{name}/dead-letters/{id}/replay",
+        RouteId::DeadLetterReplay,
     ),
     ("POST", "/v1/reload", RouteId::Reload),
 ];

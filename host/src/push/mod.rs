@@ -14,7 +14,7 @@
 use crate::config::{Limits, SourceName};
 use crate::conns::Admission;
 use crate::metrics::Metrics;
-use crate::registry::{Counters, Registry};
+use crate::registry::{Connector, Counters, Registry, SourceState};
 use crate::reply::{self, ApiError, Body, Resp};
 use crate::runtime::{
     CallError, ConnectorError, PushRequest, REPLY_SECURITY_HEADERS, reply_header_allowed,
@@ -26,6 +26,8 @@ use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
+
+pub(crate) mod dead;
 
 /// The push path's service: what a push request needs, and nothing else.
 pub struct Ingest {
@@ -57,6 +59,14 @@ where
     let (outcome, resp) = match handle_inner(ingest, source, rest, req).await {
         Ok(Pushed::Stored(resp)) => ("accepted", resp),
         Ok(Pushed::Duplicate(resp)) => ("duplicate", resp),
+        Ok(Pushed::DeadLetter { error, id }) => {
+            let outcome = error.outcome();
+            let mut resp = error.into_response();
+            if let Ok(v) = http::HeaderValue::from_str(&id) {
+                resp.headers_mut().insert(dead::HEADER, v);
+            }
+            (outcome, resp)
+        }
         Err(err) => (err.outcome(), err.into_response()),
     };
     if known {
@@ -65,11 +75,13 @@ where
     resp
 }
 
-/// A push answered with success: stored now, or stored by an earlier
-/// request with the same idempotency key.
+/// A push answered: stored now, or stored by an earlier request with the
+/// same idempotency key, or failed in the connector and kept as a dead
+/// letter (answered with the failure and the letter's id).
 enum Pushed {
     Stored(Resp),
     Duplicate(Resp),
+    DeadLetter { error: ApiError, id: String },
 }
 
 async fn handle_inner<B>(
@@ -202,17 +214,122 @@ where
         None => None,
     };
 
-    let request = PushRequest {
+    let request = push_request(&connector, &parts, rest, &body);
+    let received_ms = now_ms();
+    match call_and_commit(
+        ingest,
+        &connector,
+        &state,
+        request,
+        key.clone(),
+        received_ms,
+    )
+    .await
+    {
+        Ok(Committed::Stored {
+            record,
+            dropped,
+            reply,
+        }) => {
+            tracing::debug!(source, events = record.events, duplicates = dropped, first_offset = ?record.first_offset, "Push accepted.");
+            Counters::add(&state.counters.push_accepted, 1);
+            Ok(Pushed::Stored(match reply {
+                Some(r) => connector_reply(&r, false)?,
+                None => reply::json(
+                    StatusCode::ACCEPTED,
+                    &serde_json::json!({
+                        "status": "accepted",
+                        "events": record.events,
+                        "first_offset": record.first_offset,
+                        "last_offset": record.last_offset,
+                        "duplicate_events": dropped,
+                    }),
+                ),
+            }))
+        }
+        Ok(Committed::Duplicate(record)) => {
+            Counters::add(&state.counters.push_duplicate, 1);
+            duplicate(&record)
+        }
+        Err(Failed::Store(err)) => Err(ApiError::Store(err)),
+        Err(Failed::Call(err)) => {
+            let class = dead::class_of(&err);
+            let error = call_failed(source, &state, err);
+            let Some(class) = class.filter(|c| connector.manifest.push.dead_letters.keeps(*c))
+            else {
+                return Err(error);
+            };
+            let id = dead::keep(
+                ingest,
+                source,
+                &connector,
+                dead::Failure {
+                    class,
+                    message: error.message(),
+                    status: error.status().as_u16(),
+                },
+                push_request(&connector, &parts, rest, &body).into(),
+                key,
+                received_ms,
+            )
+            .await
+            .map_err(|err| ApiError::NotKept {
+                failure: error.message(),
+                error: err,
+            })?;
+            Ok(Pushed::DeadLetter { error, id })
+        }
+    }
+}
+
+/// The request as the connector gets it. Credentials (`Authorization`,
+/// `Cookie`, the scheme's signature header) stay with the host that
+/// checked them.
+pub(crate) fn push_request(
+    connector: &Connector,
+    parts: &http::request::Parts,
+    rest: &str,
+    body: &Bytes,
+) -> PushRequest {
+    PushRequest {
         method: parts.method.to_string(),
         path: rest.to_string(),
         query: parts.uri.query().unwrap_or("").to_string(),
-        // Credentials stay with the host that checked them.
         headers: header_pairs(&parts.headers, |name| {
             !connector.push.verifier.is_credential(name)
         }),
         body: body.to_vec(),
-    };
-    let received_ms = now_ms();
+    }
+}
+
+/// What one connector call and its commit gave.
+pub(crate) enum Committed {
+    Stored {
+        record: PushRecord,
+        dropped: u32,
+        reply: Option<StoredReply>,
+    },
+    Duplicate(PushRecord),
+}
+
+/// Why a call and commit stored nothing.
+pub(crate) enum Failed {
+    Call(CallError),
+    Store(crate::store::StoreError),
+}
+
+/// Calls `on-push` with `request` in a fresh sandbox of `connector` and
+/// commits its events, dedup marks and the idempotency answer in one
+/// durable write (the push path, and a dead letter's replay).
+pub(crate) async fn call_and_commit(
+    ingest: &Ingest,
+    connector: &Connector,
+    state: &SourceState,
+    request: PushRequest,
+    key: Option<String>,
+    received_ms: u64,
+) -> Result<Committed, Failed> {
+    let source = connector.name.as_str();
     let outcome = ingest
         .registry
         .runtime()
@@ -225,10 +342,7 @@ where
         Err(err @ CallError::Output(_)) => state.count_failure(err),
         _ => state.record_call(&connector.sandbox, &outcome),
     }
-    let result = match outcome {
-        Ok(r) => r,
-        Err(err) => return Err(call_failed(source, &state, err)),
-    };
+    let result = outcome.map_err(Failed::Call)?;
     let events = result
         .events
         .iter()
@@ -255,31 +369,17 @@ where
         checkpoint: None,
         since: None,
     };
-    match ingest.store.commit(commit).await {
-        Ok(CommitOutcome::Stored { record, dropped }) => {
-            tracing::debug!(source, events = record.events, duplicates = dropped, first_offset = ?record.first_offset, "Push accepted.");
-            Counters::add(&state.counters.push_accepted, 1);
+    match ingest.store.commit(commit).await.map_err(Failed::Store)? {
+        CommitOutcome::Stored { record, dropped } => {
             Counters::add(&state.counters.events_push, record.events as u64);
             Counters::add(&state.counters.events_deduplicated, dropped as u64);
-            Ok(Pushed::Stored(match stored_reply {
-                Some(r) => connector_reply(&r, false)?,
-                None => reply::json(
-                    StatusCode::ACCEPTED,
-                    &serde_json::json!({
-                        "status": "accepted",
-                        "events": record.events,
-                        "first_offset": record.first_offset,
-                        "last_offset": record.last_offset,
-                        "duplicate_events": dropped,
-                    }),
-                ),
-            }))
+            Ok(Committed::Stored {
+                record,
+                dropped,
+                reply: stored_reply,
+            })
         }
-        Ok(CommitOutcome::Duplicate(record)) => {
-            Counters::add(&state.counters.push_duplicate, 1);
-            duplicate(&record)
-        }
-        Err(err) => Err(ApiError::Store(err)),
+        CommitOutcome::Duplicate(record) => Ok(Committed::Duplicate(record)),
     }
 }
 
@@ -332,7 +432,7 @@ fn connector_reply(r: &StoredReply, replayed: bool) -> Result<Resp, ApiError> {
         .map_err(|_| ApiError::BadReply)
 }
 
-fn call_failed(source: &str, state: &crate::registry::SourceState, err: CallError) -> ApiError {
+pub(crate) fn call_failed(source: &str, state: &SourceState, err: CallError) -> ApiError {
     let counters = &state.counters;
     match err {
         CallError::Connector(e) => {

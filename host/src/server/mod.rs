@@ -139,6 +139,7 @@ impl Server {
         tasks.spawn(retention::gc_loop(
             registry.clone(),
             store.clone(),
+            api.metrics.clone(),
             config.compaction_interval,
             shutdown.clone(),
         ));

@@ -1,6 +1,8 @@
-//! Background compaction: expired dedup marks and each source's retention
-//! (`[stream] retention`, `max_bytes`), off the request path.
+//! Background compaction: expired dedup marks, each source's retention
+//! (`[stream] retention`, `max_bytes`) and its dead letters past
+//! `[push] dead_letters.keep`, off the request path.
 
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::store::Store;
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 pub(super) async fn gc_loop(
     registry: Arc<Registry>,
     store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
@@ -20,6 +23,31 @@ pub(super) async fn gc_loop(
             _ = shutdown.cancelled() => return,
         }
         compact(&registry, store.as_ref()).await;
+        expire_dead_letters(&registry, store.as_ref(), &metrics).await;
+    }
+}
+
+/// Removes each loaded source's dead letters older than its `keep`, and
+/// refreshes the dead-letter gauges. (A source whose connector is gone
+/// keeps its letters until they are discarded through the API.)
+async fn expire_dead_letters(registry: &Registry, store: &dyn Store, metrics: &Metrics) {
+    let now = crate::store::now_ms();
+    for connector in registry.all() {
+        let policy = &connector.manifest.push.dead_letters;
+        let before = now.saturating_sub(policy.keep.as_millis() as u64);
+        match store.expire_dead_letters(&connector.name, before).await {
+            Ok(n) if n > 0 => {
+                metrics.dead_letters_dropped(&connector.name, "keep", n);
+                tracing::info!(source = %connector.name, removed = n, keep = ?policy.keep, "Dead letters past [push] dead_letters.keep removed.");
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(source = %connector.name, error = %err, "Expiring dead letters failed.")
+            }
+        }
+        if let Ok(stats) = store.dead_letter_stats(&connector.name).await {
+            metrics.dead_letters_now(&connector.name, stats.count);
+        }
     }
 }
 

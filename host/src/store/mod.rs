@@ -2,8 +2,9 @@
 //! one trait, so a distributed implementation can replace the embedded one.
 //!
 //! The storage interface is split by what callers need: [`Journal`]
-//! (events, dedup, idempotency, retention), [`Checkpoints`], [`Cursors`]
-//! and [`PullLeases`]; [`Store`] is all four, the object the host holds.
+//! (events, dedup, idempotency, retention), [`Checkpoints`], [`Cursors`],
+//! [`PullLeases`] and [`DeadLetters`]; [`Store`] is all five, the object
+//! the host holds.
 //!
 //! Every write is a [`Commit`]: the events of one push request or one pull
 //! batch, their dedup marks, the request's idempotency mark and the new
@@ -16,11 +17,16 @@
 //! msg-ids, which the stream drops (see `jetstream/mod.rs`). Nothing is
 //! acknowledged before the events are durable.
 
+pub(crate) mod dead_letters;
 mod envelope;
 mod jetstream;
 mod signals;
 mod sled;
 
+pub use dead_letters::{
+    DeadLetter, DeadLetterClass, DeadLetterFilter, DeadLetterPage, DeadLetterStats, DeadLetters,
+    DeadRequest,
+};
 pub use envelope::Mode;
 pub use jetstream::JetStreamStore;
 pub use signals::CommitSignals;
@@ -166,12 +172,12 @@ pub enum StoreError {
 }
 
 /// Everything the host needs from storage, as one object: the journal,
-/// checkpoints, consumer cursors and pull leases. Implemented for any type
-/// that implements the four parts; callers name the part they use
-/// (`use crate::store::Journal as _`).
-pub trait Store: Journal + Checkpoints + Cursors + PullLeases {}
+/// checkpoints, consumer cursors, pull leases and dead letters.
+/// Implemented for any type that implements the five parts; callers name
+/// the part they use (`use crate::store::Journal as _`).
+pub trait Store: Journal + Checkpoints + Cursors + PullLeases + DeadLetters {}
 
-impl<T: Journal + Checkpoints + Cursors + PullLeases> Store for T {}
+impl<T: Journal + Checkpoints + Cursors + PullLeases + DeadLetters> Store for T {}
 
 /// The per-source journal: events, their dedup marks and idempotency
 /// answers, long-poll signals and retention.

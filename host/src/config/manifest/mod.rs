@@ -65,6 +65,58 @@ pub struct PushSection {
     pub rate_limit: Option<RateLimit>,
     /// Concurrent pushes to this source before 503.
     pub max_in_flight: Option<u32>,
+    /// Pushes the connector failed on, kept for replay.
+    pub dead_letters: DeadLettersConfig,
+}
+
+/// `[push] dead_letters = { keep = "14d", max_bytes = 67108864, on = [...] }`:
+/// which failed pushes are kept, and for how long.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeadLettersConfig {
+    /// `false` keeps none.
+    pub enabled: bool,
+    /// Letters received longer ago are removed.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub keep: Duration,
+    /// The source's letters are cut, oldest first, to stay under this
+    /// many bytes (the newest is always kept).
+    pub max_bytes: u64,
+    /// The failure classes kept: `invalid`, `unauthorized`, `unavailable`,
+    /// `rate_limited`, `error`, `trap`, `deadline`, `source_timeout`,
+    /// `memory`, `limit`, `output`. Default: all but `unauthorized`.
+    pub on: Vec<String>,
+}
+
+/// Default `[push] dead_letters.keep`: two weeks, past a long weekend and
+/// the week after it.
+pub const DEFAULT_DEAD_LETTER_KEEP: Duration = Duration::from_secs(14 * 24 * 3600);
+/// Default `[push] dead_letters.max_bytes`: 64 MiB per source.
+pub const DEFAULT_DEAD_LETTER_BYTES: u64 = 64 << 20;
+
+impl Default for DeadLettersConfig {
+    fn default() -> Self {
+        DeadLettersConfig {
+            enabled: true,
+            keep: DEFAULT_DEAD_LETTER_KEEP,
+            max_bytes: DEFAULT_DEAD_LETTER_BYTES,
+            // A request the connector calls unauthentic is no data to
+            // replay, and kept it would let anyone who can reach the
+            // listener push real letters out of the byte budget.
+            on: crate::store::DeadLetterClass::ALL
+                .into_iter()
+                .filter(|c| *c != crate::store::DeadLetterClass::Unauthorized)
+                .map(|c| c.as_str().to_string())
+                .collect(),
+        }
+    }
+}
+
+impl DeadLettersConfig {
+    /// Whether a failure of `class` is kept.
+    pub fn keeps(&self, class: crate::store::DeadLetterClass) -> bool {
+        self.enabled && self.on.iter().any(|c| c == class.as_str())
+    }
 }
 
 /// `rate_limit = { per_second = 50, burst = 100 }`.
@@ -358,6 +410,30 @@ impl Manifest {
     /// typed value by line and column only, and every manifest error names
     /// its key (`pull.max_parallel`) and the fix.
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let dead = &self.push.dead_letters;
+        if let Some(bad) = dead
+            .on
+            .iter()
+            .find(|c| crate::store::DeadLetterClass::parse(c).is_none())
+        {
+            return Err(ConfigError::invalid(
+                path,
+                "push.dead_letters.on",
+                format!(
+                    "`{bad}` is no failure class; use any of {}",
+                    crate::store::DeadLetterClass::ALL
+                        .map(|c| c.as_str())
+                        .join(", ")
+                ),
+            ));
+        }
+        if dead.max_bytes == 0 || dead.keep.is_zero() {
+            return Err(ConfigError::invalid(
+                path,
+                "push.dead_letters",
+                "`keep` and `max_bytes` must be greater than 0 (use `enabled = false` to keep none)",
+            ));
+        }
         let pull = &self.pull;
         if pull.every.is_some() && pull.cron.is_some() {
             return Err(ConfigError::invalid(

@@ -19,6 +19,8 @@
 //! - cursors: KV bucket `{bucket_prefix}cursors`.
 //! - pull leases and host membership: KV bucket `{bucket_prefix}leases`
 //!   whose entries expire `lease_ttl` after their last write.
+//! - dead letters: KV bucket `{bucket_prefix}dl_{source}` per source (see
+//!   `dead.rs`); replay claims in the leases bucket.
 //!
 //! A pull batch is published first and its checkpoint is written after every
 //! publish ack, with compare-and-set on the revision the pull read, so the
@@ -29,6 +31,7 @@
 //! event's content) make the re-publish a no-op.
 
 mod buckets;
+mod dead;
 mod journal;
 mod leases;
 mod msg_id;
@@ -87,6 +90,8 @@ struct Inner {
     /// Per-source stream and idempotency bucket, once looked up or created
     /// (no I/O is done under this lock).
     sources: Mutex<HashMap<String, Arc<SourceHandles>>>,
+    /// Per-source dead-letter buckets, once they exist.
+    dead: Mutex<HashMap<String, Arc<dead::Bucket>>>,
     /// Sources whose pull schedule runs on this host: its memberships.
     joined: Mutex<std::collections::HashSet<String>>,
     /// Set at shutdown: no lease is taken or renewed any more.
@@ -216,6 +221,7 @@ impl JetStreamStore {
             cursors,
             leases,
             sources: Default::default(),
+            dead: Default::default(),
             joined: Default::default(),
             closing: AtomicBool::new(false),
             members: Default::default(),

@@ -10,6 +10,7 @@
 //! | `c` 0 source 0 (0 \| 1 partition)     | JSON [`Checkpoint`] (version-tagged) |
 //! | `o` 0 source 0                        | next offset (u64 BE): offsets never repeat, even after trimming |
 //! | `u` 0 source 0 consumer               | cursor offset (u64 BE)         |
+//! | `x` 0 source 0 dead-letter id         | a [`DeadLetter`](crate::store::DeadLetter) (see `dead_letters.rs`) |
 //!
 //! Values start with a format version byte. Commits are sent to a single
 //! writer thread that drains every request waiting, applies them as one
@@ -17,6 +18,7 @@
 //! caller is answered before that fsync returns.
 
 mod compact;
+mod dead;
 mod keys;
 #[cfg(test)]
 mod tests;
@@ -71,6 +73,12 @@ pub struct SledStore {
     busy_since_ms: Arc<AtomicU64>,
     /// A monotonic clock shared with the writer.
     clock: std::time::Instant,
+    /// Dead letters' count and bytes per source, counted once per source
+    /// from the tree and then kept in step by this process (the only one
+    /// writing the store); its lock also orders dead-letter writes.
+    dead: tokio::sync::Mutex<HashMap<String, crate::store::DeadLetterStats>>,
+    /// Dead letters being replayed (source, id).
+    replaying: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
     _writer: Arc<WriterHandle>,
 }
 
@@ -158,6 +166,8 @@ impl SledStore {
             failed,
             busy_since_ms,
             clock,
+            dead: Default::default(),
+            replaying: Default::default(),
             _writer: Arc::new(WriterHandle(Some(handle))),
         })
     }
@@ -430,9 +440,11 @@ impl Cursors for SledStore {
     async fn set_cursor(&self, source: &str, name: &str, offset: u64) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
         self.ops
-            .send(Op::Put {
-                key: key(b'u', source, name.as_bytes()),
-                value: offset.to_be_bytes().to_vec(),
+            .send(Op::Write {
+                writes: vec![(
+                    key(b'u', source, name.as_bytes()),
+                    Some(offset.to_be_bytes().to_vec()),
+                )],
                 reply: tx,
             })
             .map_err(|_| StoreError::Closed)?;

@@ -23,10 +23,10 @@ pub(super) enum Op {
         value: Option<String>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
-    /// A raw key write (cursors), applied with the next group.
-    Put {
-        key: Vec<u8>,
-        value: Vec<u8>,
+    /// Raw key writes (`Some`) and removals (`None`) (cursors, dead
+    /// letters), applied together with the next group.
+    Write {
+        writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
 }
@@ -93,8 +93,13 @@ impl Writer {
                 Op::Commit(commit, _) => {
                     self.stage(commit, now, &mut batch, &mut pending).map(Some)
                 }
-                Op::Put { key, value, .. } => {
-                    batch.insert(key.clone(), value.clone());
+                Op::Write { writes, .. } => {
+                    for (key, value) in writes {
+                        match value {
+                            Some(v) => batch.insert(key.clone(), v.clone()),
+                            None => batch.remove(key.clone()),
+                        }
+                    }
                     Ok(None)
                 }
                 Op::SetCheckpoint {
@@ -186,7 +191,7 @@ impl Writer {
                 Op::Commit(_, reply) => {
                     let _ = reply.send(result.map(|o| o.expect("commits stage an outcome")));
                 }
-                Op::SetCheckpoint { reply, .. } | Op::Put { reply, .. } => {
+                Op::SetCheckpoint { reply, .. } | Op::Write { reply, .. } => {
                     let _ = reply.send(result.map(|_| ()));
                 }
             }
