@@ -371,11 +371,32 @@ async fn dead_letters_are_bounded_by_bytes_and_age_and_can_be_turned_off() {
     }
 }
 
+/// `inlet dead-letters ARGS` against `url` with the admin token: exit
+/// success, stdout and stderr.
+fn cli(url: &str, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(BIN)
+        .arg("dead-letters")
+        .args(args)
+        .args(["--url", url])
+        .env("INLET_ADMIN_TOKEN", "adm1n")
+        .output()
+        .expect("inlet runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[tokio::test]
-async fn a_kill_9_right_after_the_answer_keeps_the_dead_letter() {
+async fn a_kill_9_right_after_the_answer_keeps_the_dead_letter_and_the_cli_manages_it() {
     let dir = host_dir(&[("flaky", plugins::FLAKY_PUSH, Some(&manifest(false, "")))]);
     std::fs::write(dir.path().join("plugins.d/dl.secret"), "s3cret-token").unwrap();
-    let host = ChildHost::spawn(BIN, dir.path(), &[], &[]).expect("host starts");
+    let config = dir.path().join("inlet.toml");
+    std::fs::write(&config, "admin_token_env = \"INLET_TEST_ADMIN\"\n").unwrap();
+    let args = ["--config", config.to_str().unwrap()];
+    let env = [("INLET_TEST_ADMIN", "adm1n")];
+    let host = ChildHost::spawn(BIN, dir.path(), &args, &env).expect("host starts");
     let client = reqwest::Client::new();
     let resp = client
         .post(host.url("/ingest/flaky"))
@@ -394,15 +415,44 @@ async fn a_kill_9_right_after_the_answer_keeps_the_dead_letter() {
     host.child.wait().unwrap();
     drop(host);
 
-    let host = ChildHost::spawn(BIN, dir.path(), &[], &[]).expect("host restarts");
+    let host = ChildHost::spawn(BIN, dir.path(), &args, &env).expect("host restarts");
     let resp = client
         .get(host.url(&format!("/v1/connectors/flaky/dead-letters/{id}")))
+        .bearer_auth("adm1n")
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
     let letter: Value = resp.json().await.unwrap();
     assert_eq!(letter["class"], "invalid", "{letter}");
+
+    // The same letter through the command line.
+    let url = host.base.clone();
+    let (ok, out, err) = cli(&url, &["list", "flaky"]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&id) && out.contains("invalid"), "{out}");
+    let (ok, out, err) = cli(&url, &["show", "flaky", &id]);
+    assert!(ok, "{err}");
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["request"]["body"], r#"{"id":"k","do":"invalid"}"#);
+    let (ok, out, err) = cli(&url, &["replay", "flaky", &id]);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"failed\""), "not fixed yet: {out}");
+    let (ok, _, err) = cli(&url, &["discard", "flaky"]);
+    assert!(!ok && err.contains("--all"), "{err}");
+    let (ok, out, err) = cli(&url, &["discard", "flaky", "--class", "invalid"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"discarded\": 1"), "{out}");
+    let (ok, _, err) = cli(&url, &["show", "flaky", &id]);
+    assert!(!ok && err.contains("404"), "{err}");
+    // Without the token the host refuses, and the command says why.
+    let out = std::process::Command::new(BIN)
+        .args(["dead-letters", "list", "flaky", "--url", &url])
+        .env_remove("INLET_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
 }
 
 #[tokio::test]

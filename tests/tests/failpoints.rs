@@ -114,3 +114,30 @@ async fn a_stalled_store_write_fails_its_request_and_readiness_until_it_moves() 
     assert_eq!(answer["duplicate_events"], 1, "{answer}");
     assert_eq!(host.events("hooks").await.len(), 1);
 }
+
+/// A push the connector failed on whose dead letter cannot be written
+/// (the flush fails) is answered 503 `store_unavailable`, naming the
+/// connector's failure: the sender retries instead of taking the 4xx as
+/// final while nothing was kept. sled only (the fail point is its flush).
+#[tokio::test]
+async fn a_dead_letter_that_cannot_be_written_is_answered_503() {
+    if inlet_tests::test_store() != inlet_host::config::StoreKind::Sled {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let host = TestHost::start(&[("flaky", plugins::FLAKY_PUSH, None)]).await;
+    fail::cfg("sled-before-flush", "return").unwrap();
+    let (status, answer, headers) = host
+        .post_json("/ingest/flaky", r#"{"id":"x","do":"invalid"}"#, &[])
+        .await;
+    fail::remove("sled-before-flush");
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"]["code"], "store_unavailable", "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("too strict") && message.contains("dead letter"),
+        "{message}"
+    );
+    assert!(headers.contains_key("retry-after"));
+    assert!(!headers.contains_key("inlet-dead-letter"));
+}

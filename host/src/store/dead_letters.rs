@@ -252,6 +252,14 @@ pub(crate) fn decode(value: &[u8]) -> Result<DeadLetter, StoreError> {
     Ok(letter)
 }
 
+/// A letter for store tests.
+#[cfg(test)]
+pub(crate) fn test_letter(id: &str, class: &str, body: &[u8]) -> DeadLetter {
+    let mut l = tests::letter(id, body);
+    l.class = class.into();
+    l
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

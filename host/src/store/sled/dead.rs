@@ -30,7 +30,10 @@ impl SledStore {
     }
 
     /// The source's letters, oldest first: (key, stored size).
-    async fn letter_sizes(&self, source: &str) -> Result<Vec<(Vec<u8>, u64)>, StoreError> {
+    pub(super) async fn letter_sizes(
+        &self,
+        source: &str,
+    ) -> Result<Vec<(Vec<u8>, u64)>, StoreError> {
         let (tree, prefix) = (self.tree.clone(), key(b'x', source, &[]));
         blocking(move || {
             tree.scan_prefix(&prefix)

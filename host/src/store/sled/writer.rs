@@ -145,7 +145,9 @@ impl Writer {
             let written = self.tree.apply_batch(batch).map_err(io).and_then(|()| {
                 // The group is in sled's memory and not on disk yet.
                 #[cfg(feature = "failpoints")]
-                fail::fail_point!("sled-before-flush");
+                fail::fail_point!("sled-before-flush", |_| Err(StoreError::Io(
+                    "fail point sled-before-flush: the flush failed".into()
+                )));
                 if !self.durable {
                     return Ok(());
                 }

@@ -1,5 +1,7 @@
 //! The `inlet` command line.
 
+mod dead_letters;
+
 use crate::config::HostConfig;
 use crate::runtime::{Runtime, RuntimeOptions, Sandbox};
 use crate::{ServeOptions, Server};
@@ -60,6 +62,17 @@ pub enum Command {
         /// The `.wasm` file.
         file: PathBuf,
     },
+    /// List, show, replay or discard a source's dead letters on a running
+    /// host (pushes its connector failed on).
+    DeadLetters {
+        /// The host's base URL [env: INLET_URL; default:
+        /// http://127.0.0.1:8080]. The admin token is read from
+        /// INLET_ADMIN_TOKEN.
+        #[arg(long, global = true)]
+        url: Option<String>,
+        #[command(subcommand)]
+        command: dead_letters::DeadLetterCommand,
+    },
 }
 
 /// Runs the command line and returns the process exit code.
@@ -111,6 +124,12 @@ pub fn main() -> ExitCode {
                 serve(cfg, options).await
             }
             Command::Check { file } => check(&file).await,
+            Command::DeadLetters { url, command } => {
+                let url = url
+                    .or_else(|| std::env::var("INLET_URL").ok().filter(|u| !u.is_empty()))
+                    .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+                dead_letters::run(url.trim_end_matches('/'), command).await
+            }
         }
     });
     match result {
