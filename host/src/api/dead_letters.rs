@@ -2,10 +2,11 @@
 //! show, replay and discard a source's dead letters (see `push::dead`).
 
 use super::{Api, query_pairs};
+use crate::config::DeadLetterClass;
 use crate::config::SourceName;
 use crate::push::dead::{self, MAX_REPLAY};
 use crate::reply::{self, ApiError, Resp};
-use crate::store::{DeadLetter, DeadLetterClass, DeadLetterFilter};
+use crate::store::{DeadLetter, DeadLetterFilter};
 use base64::Engine as _;
 use http::StatusCode;
 

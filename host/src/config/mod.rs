@@ -12,8 +12,9 @@ pub use duration::parse_duration;
 pub use host::{HostConfig, Limits, SandboxDefaults, StoreConfig, StoreKind};
 pub use manifest::SqlSection;
 pub use manifest::{
-    AuthConfig, AuthScheme, DEFAULT_DEDUP_WINDOW, Inject, Manifest, PullSection, PushSection,
-    RateLimit, Retry, SandboxSection, SecretSource, SignatureEncoding, StreamSection, parse_cron,
+    AuthConfig, AuthScheme, DEFAULT_DEDUP_WINDOW, DeadLetterClass, Inject, Manifest, PullSection,
+    PushSection, RateLimit, Retry, SandboxSection, SecretSource, SignatureEncoding, StreamSection,
+    parse_cron,
 };
 pub use secret::{MAX_SECRET_FILE, Secret, SecretError, SecretRef};
 

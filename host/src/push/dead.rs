@@ -11,13 +11,11 @@
 //! store hands out one claim per letter (across hosts on JetStream).
 
 use super::{Committed, Failed, Ingest, call_and_commit, call_failed};
-use crate::config::SourceName;
+use crate::config::{DeadLetterClass, SourceName};
 use crate::registry::{Connector, Counters};
 use crate::reply::ApiError;
 use crate::runtime::{CallError, ConnectorError, PushRequest};
-use crate::store::{
-    DeadLetter, DeadLetterClass, DeadLetterFilter, DeadRequest, StoreError, now_ms,
-};
+use crate::store::{DeadLetter, DeadLetterFilter, DeadRequest, StoreError, now_ms};
 use serde::Serialize;
 
 /// The response header naming the dead letter a failed push became.

@@ -26,7 +26,7 @@ pub struct DeadLetter {
     /// The connector that failed on it (`name@version+sha256:…`); after a
     /// failed replay, the one that failed last.
     pub connector: String,
-    /// The failure class (see [`DeadLetterClass`]).
+    /// The failure class (see `config::DeadLetterClass`).
     pub class: String,
     /// The failure, as the log has it (cut to 1 KiB by the runtime).
     pub error: String,
@@ -53,63 +53,6 @@ pub struct DeadRequest {
     pub headers: Vec<(String, String)>,
     #[serde(skip)]
     pub body: Vec<u8>,
-}
-
-/// Why a push became a dead letter: the connector's own error kinds, then
-/// the sandbox's failure classes. `[push] dead_letters.on` names these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeadLetterClass {
-    Invalid,
-    Unauthorized,
-    Unavailable,
-    RateLimited,
-    /// The connector's `error::other`.
-    Error,
-    Trap,
-    Deadline,
-    SourceTimeout,
-    Memory,
-    /// A per-call limit (outbound requests, log, checkpoint size).
-    Limit,
-    /// More or larger events than one call may return (422).
-    Output,
-}
-
-impl DeadLetterClass {
-    pub const ALL: [DeadLetterClass; 11] = [
-        DeadLetterClass::Invalid,
-        DeadLetterClass::Unauthorized,
-        DeadLetterClass::Unavailable,
-        DeadLetterClass::RateLimited,
-        DeadLetterClass::Error,
-        DeadLetterClass::Trap,
-        DeadLetterClass::Deadline,
-        DeadLetterClass::SourceTimeout,
-        DeadLetterClass::Memory,
-        DeadLetterClass::Limit,
-        DeadLetterClass::Output,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeadLetterClass::Invalid => "invalid",
-            DeadLetterClass::Unauthorized => "unauthorized",
-            DeadLetterClass::Unavailable => "unavailable",
-            DeadLetterClass::RateLimited => "rate_limited",
-            DeadLetterClass::Error => "error",
-            DeadLetterClass::Trap => "trap",
-            DeadLetterClass::Deadline => "deadline",
-            DeadLetterClass::SourceTimeout => "source_timeout",
-            DeadLetterClass::Memory => "memory",
-            DeadLetterClass::Limit => "limit",
-            DeadLetterClass::Output => "output",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.as_str() == s)
-    }
 }
 
 /// Which letters a listing, replay or discard applies to.

@@ -24,8 +24,7 @@ mod signals;
 mod sled;
 
 pub use dead_letters::{
-    DeadLetter, DeadLetterClass, DeadLetterFilter, DeadLetterPage, DeadLetterStats, DeadLetters,
-    DeadRequest,
+    DeadLetter, DeadLetterFilter, DeadLetterPage, DeadLetterStats, DeadLetters, DeadRequest,
 };
 pub use envelope::Mode;
 pub use jetstream::JetStreamStore;

@@ -1,7 +1,7 @@
 //! `NAME.toml`: the optional manifest beside `NAME.wasm`.
 
 use super::{ConfigError, duration, parse_toml};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -88,6 +88,63 @@ pub struct DeadLettersConfig {
     pub on: Vec<String>,
 }
 
+/// Why a push became a dead letter: the connector's own error kinds, then
+/// the sandbox's failure classes. `[push] dead_letters.on` names these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadLetterClass {
+    Invalid,
+    Unauthorized,
+    Unavailable,
+    RateLimited,
+    /// The connector's `error::other`.
+    Error,
+    Trap,
+    Deadline,
+    SourceTimeout,
+    Memory,
+    /// A per-call limit (outbound requests, log, checkpoint size).
+    Limit,
+    /// More or larger events than one call may return (422).
+    Output,
+}
+
+impl DeadLetterClass {
+    pub const ALL: [DeadLetterClass; 11] = [
+        DeadLetterClass::Invalid,
+        DeadLetterClass::Unauthorized,
+        DeadLetterClass::Unavailable,
+        DeadLetterClass::RateLimited,
+        DeadLetterClass::Error,
+        DeadLetterClass::Trap,
+        DeadLetterClass::Deadline,
+        DeadLetterClass::SourceTimeout,
+        DeadLetterClass::Memory,
+        DeadLetterClass::Limit,
+        DeadLetterClass::Output,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterClass::Invalid => "invalid",
+            DeadLetterClass::Unauthorized => "unauthorized",
+            DeadLetterClass::Unavailable => "unavailable",
+            DeadLetterClass::RateLimited => "rate_limited",
+            DeadLetterClass::Error => "error",
+            DeadLetterClass::Trap => "trap",
+            DeadLetterClass::Deadline => "deadline",
+            DeadLetterClass::SourceTimeout => "source_timeout",
+            DeadLetterClass::Memory => "memory",
+            DeadLetterClass::Limit => "limit",
+            DeadLetterClass::Output => "output",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
 /// Default `[push] dead_letters.keep`: two weeks, past a long weekend and
 /// the week after it.
 pub const DEFAULT_DEAD_LETTER_KEEP: Duration = Duration::from_secs(14 * 24 * 3600);
@@ -103,9 +160,9 @@ impl Default for DeadLettersConfig {
             // A request the connector calls unauthentic is no data to
             // replay, and kept it would let anyone who can reach the
             // listener push real letters out of the byte budget.
-            on: crate::store::DeadLetterClass::ALL
+            on: DeadLetterClass::ALL
                 .into_iter()
-                .filter(|c| *c != crate::store::DeadLetterClass::Unauthorized)
+                .filter(|c| *c != DeadLetterClass::Unauthorized)
                 .map(|c| c.as_str().to_string())
                 .collect(),
         }
@@ -114,7 +171,7 @@ impl Default for DeadLettersConfig {
 
 impl DeadLettersConfig {
     /// Whether a failure of `class` is kept.
-    pub fn keeps(&self, class: crate::store::DeadLetterClass) -> bool {
+    pub fn keeps(&self, class: DeadLetterClass) -> bool {
         self.enabled && self.on.iter().any(|c| c == class.as_str())
     }
 }
@@ -411,19 +468,13 @@ impl Manifest {
     /// its key (`pull.max_parallel`) and the fix.
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let dead = &self.push.dead_letters;
-        if let Some(bad) = dead
-            .on
-            .iter()
-            .find(|c| crate::store::DeadLetterClass::parse(c).is_none())
-        {
+        if let Some(bad) = dead.on.iter().find(|c| DeadLetterClass::parse(c).is_none()) {
             return Err(ConfigError::invalid(
                 path,
                 "push.dead_letters.on",
                 format!(
                     "`{bad}` is no failure class; use any of {}",
-                    crate::store::DeadLetterClass::ALL
-                        .map(|c| c.as_str())
-                        .join(", ")
+                    DeadLetterClass::ALL.map(|c| c.as_str()).join(", ")
                 ),
             ));
         }
