@@ -4,6 +4,7 @@ use std::fmt::Display;
 use std::str::FromStr;
 
 use crate::Error;
+#[cfg(target_family = "wasm")]
 use crate::wit::inlet::connector::host;
 
 /// Reads `key` from the `[config]` table of the connector's manifest
@@ -13,7 +14,10 @@ use crate::wit::inlet::connector::host;
 /// let repo = inlet_sdk::config("repo");
 /// ```
 pub fn config(key: &str) -> Option<String> {
-    host::config(key)
+    #[cfg(target_family = "wasm")]
+    return host::config(key);
+    #[cfg(not(target_family = "wasm"))]
+    return crate::testing::config(key);
 }
 
 /// Reads `key`, or `default` when it is absent.

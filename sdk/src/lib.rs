@@ -97,6 +97,7 @@ mod percent;
 mod pull;
 mod push;
 pub mod sql;
+pub mod testing;
 
 pub use config::{config, config_or, config_parse, config_required};
 #[doc(hidden)]

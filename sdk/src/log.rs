@@ -10,7 +10,9 @@
 //! log::warn(format!("Skipped {} malformed rows.", 3));
 //! ```
 
-use crate::wit::inlet::connector::host::{self, Level};
+#[cfg(target_family = "wasm")]
+use crate::wit::inlet::connector::host;
+use crate::wit::inlet::connector::host::Level;
 
 /// Logs `message` at trace level.
 ///
@@ -18,7 +20,7 @@ use crate::wit::inlet::connector::host::{self, Level};
 /// inlet_sdk::log::trace("Entering pull.");
 /// ```
 pub fn trace(message: impl AsRef<str>) {
-    host::log(Level::Trace, message.as_ref());
+    emit(Level::Trace, "trace", message.as_ref());
 }
 
 /// Logs `message` at debug level.
@@ -27,7 +29,7 @@ pub fn trace(message: impl AsRef<str>) {
 /// inlet_sdk::log::debug("Request parsed.");
 /// ```
 pub fn debug(message: impl AsRef<str>) {
-    host::log(Level::Debug, message.as_ref());
+    emit(Level::Debug, "debug", message.as_ref());
 }
 
 /// Logs `message` at info level.
@@ -36,7 +38,7 @@ pub fn debug(message: impl AsRef<str>) {
 /// inlet_sdk::log::info("Fetched 10 items.");
 /// ```
 pub fn info(message: impl AsRef<str>) {
-    host::log(Level::Info, message.as_ref());
+    emit(Level::Info, "info", message.as_ref());
 }
 
 /// Logs `message` at warn level.
@@ -45,7 +47,7 @@ pub fn info(message: impl AsRef<str>) {
 /// inlet_sdk::log::warn("The source returned an item without an id.");
 /// ```
 pub fn warn(message: impl AsRef<str>) {
-    host::log(Level::Warn, message.as_ref());
+    emit(Level::Warn, "warn", message.as_ref());
 }
 
 /// Logs `message` at error level.
@@ -54,5 +56,14 @@ pub fn warn(message: impl AsRef<str>) {
 /// inlet_sdk::log::error("The source answered with an unknown schema.");
 /// ```
 pub fn error(message: impl AsRef<str>) {
-    host::log(Level::Error, message.as_ref());
+    emit(Level::Error, "error", message.as_ref());
+}
+
+/// The host's log in the component; the test environment natively.
+#[allow(unused_variables)]
+fn emit(level: Level, name: &'static str, message: &str) {
+    #[cfg(target_family = "wasm")]
+    host::log(level, message);
+    #[cfg(not(target_family = "wasm"))]
+    crate::testing::log(name, message);
 }

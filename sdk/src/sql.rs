@@ -434,7 +434,7 @@ fn mismatch(column: &str, wanted: &str, found: &Value) -> Error {
 /// ```
 pub fn query(connection: &str, statement: &str, params: &[Value]) -> Result<Rows, Error> {
     let params: Vec<wit::Value> = params.iter().cloned().map(Value::into_wit).collect();
-    let rows = wit::query(connection, statement, &params).map_err(error_from_wit)?;
+    let rows = run_query(connection, statement, &params)?;
     Ok(Rows {
         columns: rows.columns,
         rows: rows
@@ -445,6 +445,7 @@ pub fn query(connection: &str, statement: &str, params: &[Value]) -> Result<Rows
     })
 }
 
+#[cfg_attr(not(target_family = "wasm"), allow(dead_code))]
 fn error_from_wit(e: crate::wit::inlet::connector::types::Error) -> Error {
     use crate::wit::inlet::connector::types::Error as E;
     match e {
@@ -454,6 +455,21 @@ fn error_from_wit(e: crate::wit::inlet::connector::types::Error) -> Error {
         E::RateLimited(s) => Error::RateLimited(s),
         E::Other(m) => Error::Other(m),
     }
+}
+
+#[cfg(target_family = "wasm")]
+fn run_query(connection: &str, statement: &str, params: &[wit::Value]) -> Result<wit::Rows, Error> {
+    wit::query(connection, statement, params).map_err(error_from_wit)
+}
+
+/// Natively there is no host to run SQL: a clear error, never a panic.
+#[cfg(not(target_family = "wasm"))]
+fn run_query(_: &str, _: &str, _: &[wit::Value]) -> Result<wit::Rows, Error> {
+    Err(Error::invalid(
+        "inlet_sdk::sql::query runs in the Inlet host only: the native test kit \
+         (inlet_sdk::testing) scripts HTTP, not SQL; try SQL connectors against a \
+         database through a host",
+    ))
 }
 
 #[cfg(test)]

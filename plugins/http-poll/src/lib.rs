@@ -303,4 +303,60 @@ mod tests {
              to be used as the event id, found an array"
         );
     }
+
+    /// The whole hook through the SDK's test kit: config, the scripted
+    /// source, the injected token the connector never sets itself.
+    #[test]
+    fn pull_follows_the_cursor_with_the_hosts_token() {
+        use inlet_sdk::testing::{Env, Route};
+        let env = Env::new()
+            .config("url", "https://api.example.com/items")
+            .inject("api.example.com", "Authorization", "Bearer from-the-host")
+            .route(Route::get("https://api.example.com/items?since=7").json(
+                200,
+                &serde_json::json!({"items": [{"id": 8}, {"id": "9"}], "next_cursor": 9, "has_more": true}),
+            ))
+            .route(Route::get("https://api.example.com/items?since=9").json(
+                200,
+                &serde_json::json!({"items": [], "next_cursor": 9, "has_more": true}),
+            ));
+        let batch = env.pull::<HttpPoll>(Some("7"), None).unwrap();
+        let ids: Vec<_> = batch.events().iter().map(|e| e.get_id().unwrap()).collect();
+        assert_eq!(ids, ["8", "9"]);
+        assert_eq!(batch.get_checkpoint(), Some("9"));
+        assert!(batch.get_has_more());
+        // A cursor that does not advance stops the run, with a warning.
+        let batch = env.pull::<HttpPoll>(Some("9"), None).unwrap();
+        assert!(!batch.get_has_more());
+        assert!(
+            env.logs()
+                .iter()
+                .any(|l| l.level == "warn" && l.message.contains("did not advance"))
+        );
+        let sent = env.sent();
+        assert_eq!(sent.len(), 2);
+        assert!(
+            sent.iter()
+                .all(|s| s.connector_header("authorization").is_none())
+        );
+        assert_eq!(
+            sent[0].header("authorization"),
+            Some("Bearer from-the-host")
+        );
+        // The source down: retried with backoff (`unavailable`).
+        let down = Env::new()
+            .config("url", "https://api.example.com/items")
+            .route(
+                Route::get("https://api.example.com/items")
+                    .any_query()
+                    .status(503),
+            );
+        assert!(matches!(
+            down.pull::<HttpPoll>(None, None),
+            Err(Error::Unavailable(_))
+        ));
+        // Without `url`: a clear `invalid`.
+        let err = Env::new().pull::<HttpPoll>(None, None).unwrap_err();
+        assert!(err.to_string().contains("url"), "{err}");
+    }
 }

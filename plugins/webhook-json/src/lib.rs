@@ -227,4 +227,27 @@ mod tests {
              the event id, found a boolean"
         );
     }
+
+    /// `on_push` through the SDK's test kit, with its `[config]`.
+    #[test]
+    fn on_push_uses_the_configured_fields() {
+        use inlet_sdk::testing::Env;
+        let env = Env::new()
+            .config("id_field", "delivery")
+            .config("type_field", "event");
+        let body = br#"[{"delivery":"d-1","event":"push"},{"delivery":"d-2","event":"ping"}]"#;
+        let out = env
+            .push::<WebhookJson>(Request::new("POST", "/github", body.to_vec()))
+            .unwrap();
+        let events = out.get_events();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].get_id(), Some("d-1"));
+        assert_eq!(events[1].attribute("type"), Some("ping"));
+        assert!(out.reply().is_none());
+        assert!(env.logs()[0].message.contains("parsed 2 event(s)"));
+        let err = env
+            .push::<WebhookJson>(Request::new("POST", "", b"nope".to_vec()))
+            .unwrap_err();
+        assert!(matches!(err, Error::Invalid(_)), "{err:?}");
+    }
 }

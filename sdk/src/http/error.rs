@@ -75,6 +75,7 @@ impl HttpError {
         }
     }
 
+    #[cfg_attr(not(target_family = "wasm"), allow(dead_code))]
     pub(crate) fn from_code(method: &str, url: &str, code: &ErrorCode) -> Self {
         let (kind, message) = describe(code);
         Self::new(method, url, kind, message)
@@ -145,6 +146,7 @@ impl From<HttpError> for Error {
 }
 
 /// The kind and a lower-case sentence fragment for a `wasi:http` error code.
+#[cfg_attr(not(target_family = "wasm"), allow(dead_code))]
 fn describe(code: &ErrorCode) -> (HttpErrorKind, String) {
     use HttpErrorKind::{Connection, Denied, InvalidRequest, Protocol, Timeout};
     let fixed = |kind, text: &str| (kind, text.to_owned());
@@ -194,6 +196,7 @@ fn describe(code: &ErrorCode) -> (HttpErrorKind, String) {
 }
 
 /// `ErrorCode::HttpResponseBodySize(None)` → `http-response-body-size(None)`.
+#[cfg_attr(not(target_family = "wasm"), allow(dead_code))]
 fn kebab(debug: &str) -> String {
     let name = debug.strip_prefix("ErrorCode::").unwrap_or(debug);
     let mut out = String::with_capacity(name.len() + 8);

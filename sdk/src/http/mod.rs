@@ -24,7 +24,8 @@
 //! ```
 
 mod error;
-mod url;
+pub(crate) mod url;
+#[cfg(target_family = "wasm")]
 mod wasi_client;
 
 use std::fmt;
@@ -145,10 +146,10 @@ impl fmt::Display for Method {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
-    method: Method,
-    url: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    pub(crate) method: Method,
+    pub(crate) url: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
     timeout: Option<Duration>,
 }
 
@@ -297,7 +298,10 @@ impl Request {
                 reason,
             )
         })?;
-        wasi_client::send(&self, &url)
+        #[cfg(target_family = "wasm")]
+        return wasi_client::send(&self, &url);
+        #[cfg(not(target_family = "wasm"))]
+        return crate::testing::send(&self, &url);
     }
 }
 
@@ -323,6 +327,24 @@ pub struct Response {
 }
 
 impl Response {
+    /// A response the native test kit scripted.
+    #[cfg_attr(target_family = "wasm", allow(dead_code))]
+    pub(crate) fn scripted(
+        method: &str,
+        url: &str,
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> Response {
+        Response {
+            method: method.to_string(),
+            url: url.to_string(),
+            status,
+            headers,
+            body,
+        }
+    }
+
     /// The status code.
     ///
     /// ```no_run
