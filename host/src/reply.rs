@@ -298,8 +298,8 @@ impl ApiError {
             ApiError::ShuttingDown => "the host is shutting down".into(),
             ApiError::NotReady => "the first plugin scan has not finished".into(),
             ApiError::StoreDown(err) => err.to_string(),
-            ApiError::NotKept { failure, error } => format!(
-                "the connector failed on this request ({failure}) and it could not be kept as a dead letter ({error}); nothing was stored: retry"
+            ApiError::NotKept { failure, .. } => format!(
+                "the connector failed on this request ({failure}) and it could not be kept as a dead letter (the store failed); nothing was stored: retry"
             ),
             ApiError::UnknownDeadLetter(id) => format!("no dead letter `{id}`"),
         }

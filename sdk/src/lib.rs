@@ -114,10 +114,28 @@ pub use push::{PushOutcome, Request, Response};
 #[doc(hidden)]
 pub mod wit {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "plugin",
         pub_export_macro: true,
         export_macro_name: "__export_plugin",
         default_bindings_module: "inlet_sdk::wit",
     });
+}
+
+#[cfg(test)]
+mod tests {
+    /// The SDK carries its own copy of the WIT, so that it builds outside
+    /// the checkout; it must be the host's contract, byte for byte.
+    #[test]
+    fn the_wit_copy_is_the_hosts_contract() {
+        let ours = include_str!("../wit/connector.wit");
+        let contract = concat!(env!("CARGO_MANIFEST_DIR"), "/../wit/connector.wit");
+        // Packaged alone (cargo package), the checkout is not there.
+        if let Ok(theirs) = std::fs::read_to_string(contract) {
+            assert!(
+                ours == theirs,
+                "sdk/wit/connector.wit differs from wit/connector.wit: copy it (cp wit/connector.wit sdk/wit/)"
+            );
+        }
+    }
 }

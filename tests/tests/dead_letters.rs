@@ -258,6 +258,102 @@ async fn failed_pushes_become_dead_letters_and_replay_once_after_the_fix() {
     }
 }
 
+/// What a replay must not do: store twice once the source may have
+/// forgotten the key (older than the dedup window: `expired` unless
+/// forced), quarantine the source for its live senders (a replay that
+/// fails again is no strike), keep a secret the connector checks itself,
+/// or take a malformed id for a key.
+#[tokio::test]
+async fn replays_are_bounded_by_the_dedup_window_strike_nobody_and_keep_no_secrets() {
+    let strict = manifest(false, "").replace("quarantine_after = 100", "quarantine_after = 3");
+    let short = format!("{}\n[stream]\ndedup_window = \"1s\"\n", manifest(false, ""));
+    let host = start(
+        &[
+            ("flaky", plugins::FLAKY_PUSH, Some(&strict)),
+            ("short", plugins::FLAKY_PUSH, Some(&short)),
+        ],
+        |_| {},
+    )
+    .await;
+    // Two traps: two strikes of three.
+    for n in 0..2 {
+        let (status, body, _) = host
+            .post_json(
+                &format!("/ingest/flaky?access_token=qs-secret&page={n}"),
+                &json!({"id": format!("t{n}"), "do": "trap"}).to_string(),
+                &[
+                    ("authorization", "Bearer s3cret-token"),
+                    ("x-api-key", "hdr-secret"),
+                    ("x-gitlab-token", "gl-secret"),
+                ],
+            )
+            .await;
+        assert_eq!(status, 500, "{body}");
+    }
+    let listed = letters(&host, "").await;
+    assert_eq!(listed.len(), 2);
+    let text = Value::from(listed.clone()).to_string();
+    for secret in ["qs-secret", "hdr-secret", "gl-secret", "s3cret"] {
+        assert!(!text.contains(secret), "{secret} kept: {text}");
+    }
+    assert!(text.contains("page=0"), "other parameters stay: {text}");
+    // Replaying them on the still-broken version fails twice, and is no
+    // strike: a live push still gets through.
+    let (code, summary) = admin(
+        &host,
+        reqwest::Method::POST,
+        "/v1/connectors/flaky/dead-letters/replay",
+    )
+    .await;
+    assert_eq!(code, 200, "{summary}");
+    assert_eq!(summary["failed"], 2, "{summary}");
+    let (status, body, _) = push(&host, "live", "nothing", "key-live").await;
+    assert_eq!(status, 202, "not quarantined by the replays: {body}");
+    // Malformed ids are no letters.
+    for bad in ["nope", "..%2F..", "1-2"] {
+        let (code, _) = show(&host, bad).await;
+        assert_eq!(code, 404, "{bad}");
+    }
+
+    // Past the dedup window a replay is refused until forced.
+    let (status, body, headers) = host
+        .post_json(
+            "/ingest/short",
+            &json!({"id": "s", "do": "invalid"}).to_string(),
+            &[("authorization", "Bearer s3cret-token")],
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let id = headers["inlet-dead-letter"].to_str().unwrap().to_string();
+    let (_, listed) = host.get_json("/v1/connectors/short/dead-letters").await;
+    assert_eq!(listed["dead_letters"][0]["id"], id.as_str(), "{listed}");
+    std::fs::write(
+        host.plugins_dir().join("short.toml"),
+        short.replace("fixed = \"false\"", "fixed = \"true\""),
+    )
+    .unwrap();
+    host.reload().await;
+    let (code, shown) = host
+        .get_json(&format!("/v1/connectors/short/dead-letters/{id}"))
+        .await;
+    assert_eq!(code, 200, "after the reload: {shown}");
+    let path = format!("/v1/connectors/short/dead-letters/{id}/replay");
+    let received: u64 = shown["received_ms"].as_u64().unwrap();
+    eventually(WAIT, "the letter outlives the 1 s dedup window", || async {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        (now > received + 1_100).then_some(())
+    })
+    .await;
+    let (code, out) = admin(&host, reqwest::Method::POST, &path).await;
+    assert_eq!(code, 200, "{out}");
+    assert_eq!(out, json!({"outcome": "expired"}));
+    let (_, out) = admin(&host, reqwest::Method::POST, &format!("{path}?force=true")).await;
+    assert_eq!(out["outcome"], "stored", "{out}");
+}
+
 #[tokio::test]
 async fn dead_letters_are_bounded_by_bytes_and_age_and_can_be_turned_off() {
     let host = start(

@@ -25,9 +25,18 @@ fn source(api: &Api, name: &str) -> Result<SourceName, ApiError> {
 }
 
 /// The filter, `after` and `limit` of a query string.
-fn filter(query: Option<&str>) -> Result<(DeadLetterFilter, Option<String>, usize), ApiError> {
+/// A query string's filter and paging: `class`, `connector`, `since`,
+/// `until`, `after`, `limit`, and `force` (replays only).
+struct Query {
+    filter: DeadLetterFilter,
+    after: Option<String>,
+    limit: Option<usize>,
+    force: bool,
+}
+
+fn filter(query: Option<&str>) -> Result<Query, ApiError> {
     let mut f = DeadLetterFilter::default();
-    let (mut after, mut limit) = (None, PAGE);
+    let (mut after, mut limit, mut force) = (None, None, false);
     let ms = |k: &str, v: &str| {
         v.parse::<u64>().map_err(|_| {
             ApiError::BadQuery(format!(
@@ -46,12 +55,25 @@ fn filter(query: Option<&str>) -> Result<(DeadLetterFilter, Option<String>, usiz
                 }
                 f.class = Some(v);
             }
-            "connector" => f.connector = Some(v),
+            // A label has no spaces: a `+` the client did not escape
+            // (`name@1.0.0+sha256:...`) is a `+`.
+            "connector" => f.connector = Some(v.replace(' ', "+")),
+            "force" => {
+                force = match v.as_str() {
+                    "true" | "1" | "" => true,
+                    "false" | "0" => false,
+                    _ => {
+                        return Err(ApiError::BadQuery(format!(
+                            "`force` is true or false, not `{v}`"
+                        )));
+                    }
+                }
+            }
             "since" => f.since_ms = Some(ms(&k, &v)?),
             "until" => f.until_ms = Some(ms(&k, &v)?),
             "after" => after = Some(v),
             "limit" => {
-                limit = v
+                limit = Some(v
                     .parse::<usize>()
                     .ok()
                     .filter(|n| (1..=PAGE_MAX.max(MAX_REPLAY)).contains(n))
@@ -59,16 +81,29 @@ fn filter(query: Option<&str>) -> Result<(DeadLetterFilter, Option<String>, usiz
                         ApiError::BadQuery(format!(
                             "`limit` is a number from 1 to {PAGE_MAX} (to {MAX_REPLAY} for a replay), not `{v}`"
                         ))
-                    })?
+                    })?)
             }
             other => {
                 return Err(ApiError::BadQuery(format!(
-                    "unknown parameter `{other}`; use class, connector, since, until, after, limit"
+                    "unknown parameter `{other}`; use class, connector, since, until, after, limit, force"
                 )));
             }
         }
     }
-    Ok((f, after, limit))
+    Ok(Query {
+        filter: f,
+        after,
+        limit,
+        force,
+    })
+}
+
+/// A letter id as the API takes it: anything else is no letter (404),
+/// never a key the store is asked about.
+fn letter_id(id: &str) -> Result<&str, ApiError> {
+    crate::store::dead_letters::id_time(id)
+        .map(|_| id)
+        .ok_or_else(|| ApiError::UnknownDeadLetter(id.to_string()))
 }
 
 /// A letter as the API shows it; the body only when `with_body`, as text
@@ -93,10 +128,15 @@ fn render(letter: &DeadLetter, with_body: bool) -> serde_json::Value {
 /// `GET /v1/connectors/{name}/dead-letters`.
 pub async fn list(api: &Api, name: &str, query: Option<&str>) -> Result<Resp, ApiError> {
     let source = source(api, name)?;
-    let (filter, after, limit) = filter(query)?;
+    let q = filter(query)?;
     let page = api
         .store
-        .dead_letters(&source, &filter, after.as_deref(), limit.min(PAGE_MAX))
+        .dead_letters(
+            &source,
+            &q.filter,
+            q.after.as_deref(),
+            q.limit.unwrap_or(PAGE).min(PAGE_MAX),
+        )
         .await
         .map_err(ApiError::Store)?;
     let stats = api
@@ -120,6 +160,7 @@ pub async fn list(api: &Api, name: &str, query: Option<&str>) -> Result<Resp, Ap
 /// `GET /v1/connectors/{name}/dead-letters/{id}`.
 pub async fn show(api: &Api, name: &str, id: &str) -> Result<Resp, ApiError> {
     let source = source(api, name)?;
+    let id = letter_id(id)?;
     let letter = api
         .store
         .dead_letter(&source, id)
@@ -129,10 +170,17 @@ pub async fn show(api: &Api, name: &str, id: &str) -> Result<Resp, ApiError> {
     Ok(reply::json(StatusCode::OK, &render(&letter, true)))
 }
 
-/// `POST /v1/connectors/{name}/dead-letters/{id}/replay`.
-pub async fn replay(api: &Api, name: &str, id: &str) -> Result<Resp, ApiError> {
+/// `POST /v1/connectors/{name}/dead-letters/{id}/replay[?force=true]`.
+pub async fn replay(
+    api: &Api,
+    name: &str,
+    id: &str,
+    query: Option<&str>,
+) -> Result<Resp, ApiError> {
     let source = source(api, name)?;
-    let outcome = dead::replay(&api.ingest, &source, id)
+    let id = letter_id(id)?;
+    let force = filter(query)?.force;
+    let outcome = dead::replay(&api.ingest, &source, id, force)
         .await?
         .ok_or_else(|| ApiError::UnknownDeadLetter(id.to_string()))?;
     Ok(reply::json(
@@ -144,13 +192,16 @@ pub async fn replay(api: &Api, name: &str, id: &str) -> Result<Resp, ApiError> {
 /// `POST /v1/connectors/{name}/dead-letters/replay[?filter]`.
 pub async fn replay_all(api: &Api, name: &str, query: Option<&str>) -> Result<Resp, ApiError> {
     let source = source(api, name)?;
-    let (filter, _, limit) = filter(query)?;
-    let limit = if query_pairs(query).iter().any(|(k, _)| k == "limit") {
-        limit
-    } else {
-        MAX_REPLAY
-    };
-    let summary = dead::replay_matching(&api.ingest, &source, &filter, limit).await?;
+    let q = filter(query)?;
+    let summary = dead::replay_matching(
+        &api.ingest,
+        &source,
+        &q.filter,
+        q.after,
+        q.limit.unwrap_or(MAX_REPLAY),
+        q.force,
+    )
+    .await?;
     Ok(reply::json(
         StatusCode::OK,
         &serde_json::to_value(&summary).expect("summary serializes"),
@@ -160,6 +211,7 @@ pub async fn replay_all(api: &Api, name: &str, query: Option<&str>) -> Result<Re
 /// `DELETE /v1/connectors/{name}/dead-letters/{id}`.
 pub async fn discard(api: &Api, name: &str, id: &str) -> Result<Resp, ApiError> {
     let source = source(api, name)?;
+    let id = letter_id(id)?;
     if !api
         .store
         .remove_dead_letter(&source, id)
@@ -179,8 +231,8 @@ pub async fn discard(api: &Api, name: &str, id: &str) -> Result<Resp, ApiError> 
 /// `DELETE /v1/connectors/{name}/dead-letters[?filter]`.
 pub async fn discard_all(api: &Api, name: &str, query: Option<&str>) -> Result<Resp, ApiError> {
     let source = source(api, name)?;
-    let (filter, _, _) = filter(query)?;
-    let n = dead::discard_matching(&api.ingest, &source, &filter).await?;
+    let q = filter(query)?;
+    let n = dead::discard_matching(&api.ingest, &source, &q.filter).await?;
     tracing::info!(source = %source, discarded = n, "Dead letters discarded by the operator.");
     Ok(reply::json(
         StatusCode::OK,

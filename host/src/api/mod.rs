@@ -141,7 +141,7 @@ async fn dispatch(api: &Api, req: http::Request<Incoming>) -> Result<Resp, ApiEr
             dead_letters::discard(api, p(0), p(1)).await
         }
         RouteId::DeadLetter => dead_letters::show(api, p(0), p(1)).await,
-        RouteId::DeadLetterReplay => dead_letters::replay(api, p(0), p(1)).await,
+        RouteId::DeadLetterReplay => dead_letters::replay(api, p(0), p(1), req.uri().query()).await,
         RouteId::Reload => {
             let changed = api.registry.scan().await;
             Ok(reply::json(

@@ -34,6 +34,10 @@ pub enum DeadLetterCommand {
         id: Option<String>,
         #[command(flatten)]
         filter: Filter,
+        /// Replay letters older than the source's dedup window too (their
+        /// events may be stored twice).
+        #[arg(long)]
+        force: bool,
     },
     /// Discard one letter (ID), or every letter matching the filter
     /// (`--all` with no filter discards them all).
@@ -115,15 +119,24 @@ pub async fn run(url: &str, command: DeadLetterCommand) -> anyhow::Result<()> {
             let path = format!("{}/{}", base(&source), encode(&id));
             print(&request(url, http::Method::GET, &path).await?)?;
         }
-        DeadLetterCommand::Replay { source, id, filter } => {
-            let path = match id {
+        DeadLetterCommand::Replay {
+            source,
+            id,
+            filter,
+            force,
+        } => {
+            let mut q = filter.query();
+            if force {
+                q.push(("force", "true".into()));
+            }
+            match id {
                 Some(id) if filter.is_empty() => {
-                    format!("{}/{}/replay", base(&source), encode(&id))
+                    let path = with_query(&format!("{}/{}/replay", base(&source), encode(&id)), &q);
+                    print(&request(url, http::Method::POST, &path).await?)?;
                 }
                 Some(_) => bail!("give either an ID or a filter, not both"),
-                None => with_query(&format!("{}/replay", base(&source)), &filter.query()),
-            };
-            print(&request(url, http::Method::POST, &path).await?)?;
+                None => print(&replay_all(url, &base(&source), q).await?)?,
+            }
         }
         DeadLetterCommand::Discard {
             source,
@@ -145,6 +158,44 @@ pub async fn run(url: &str, command: DeadLetterCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Replays every matching letter: the API replays up to 1,000 a request
+/// and says where to go on. Returns the summed counts.
+async fn replay_all(
+    url: &str,
+    base: &str,
+    q: Vec<(&'static str, String)>,
+) -> anyhow::Result<serde_json::Value> {
+    const COUNTS: [&str; 5] = ["stored", "duplicate", "failed", "busy", "expired"];
+    let mut total = serde_json::json!({});
+    for k in COUNTS {
+        total[k] = 0.into();
+    }
+    let mut after: Option<String> = None;
+    loop {
+        let mut q = q.clone();
+        if let Some(a) = &after {
+            q.push(("after", a.clone()));
+        }
+        let part = request(
+            url,
+            http::Method::POST,
+            &with_query(&format!("{base}/replay"), &q),
+        )
+        .await?;
+        for k in COUNTS {
+            total[k] = (total[k].as_u64().unwrap_or(0) + part[k].as_u64().unwrap_or(0)).into();
+        }
+        if !part["stopped"].is_null() {
+            total["stopped"] = part["stopped"].clone();
+            return Ok(total);
+        }
+        match part["next"].as_str() {
+            Some(next) => after = Some(next.to_string()),
+            None => return Ok(total),
+        }
+    }
 }
 
 fn print(v: &serde_json::Value) -> anyhow::Result<()> {

@@ -54,13 +54,77 @@ pub struct Failure {
     pub status: u16,
 }
 
+/// Whether a header or query parameter name looks like it carries a
+/// secret the connector checks itself (`X-Api-Key`, `X-Gitlab-Token`,
+/// `?access_token=`): such values are not kept in a letter, whatever the
+/// scheme. (The host's own credential headers never reach this far.)
+pub fn secret_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "signature",
+        "api-key",
+        "api_key",
+        "apikey",
+        "auth",
+        "cookie",
+        "session",
+    ]
+    .iter()
+    .any(|s| n.contains(s))
+        || n == "sig"
+        || n == "key"
+}
+
+/// `%XX` and `+` decoded, enough to read a query parameter's name.
+fn unescape(name: &str) -> String {
+    let bytes = name.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 impl From<PushRequest> for DeadRequest {
+    /// The request as a letter keeps it: without headers or query
+    /// parameters whose names look secret ([`secret_name`]).
     fn from(r: PushRequest) -> Self {
+        let query = r
+            .query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .filter(|p| {
+                let name = p.split('=').next().unwrap_or("");
+                !secret_name(&unescape(name))
+            })
+            .collect::<Vec<_>>()
+            .join("&");
         DeadRequest {
             method: r.method,
             path: r.path,
-            query: r.query,
-            headers: r.headers,
+            query,
+            headers: r
+                .headers
+                .into_iter()
+                .filter(|(k, _)| !secret_name(k))
+                .collect(),
             body: r.body,
         }
     }
@@ -146,8 +210,12 @@ pub enum Replayed {
         error: String,
     },
     /// Another replay of it, or a push with its idempotency key, is in
-    /// flight; nothing was done.
+    /// flight, or no instance could start (overloaded); nothing was done.
     Busy,
+    /// Received longer ago than the source's dedup window: its key and
+    /// event ids may be forgotten, so a replay could store it twice. Kept;
+    /// replay with `force=true` to run it anyway.
+    Expired,
 }
 
 impl Replayed {
@@ -157,18 +225,45 @@ impl Replayed {
             Replayed::Duplicate => "duplicate",
             Replayed::Failed { .. } => "failed",
             Replayed::Busy => "busy",
+            Replayed::Expired => "expired",
+        }
+    }
+}
+
+/// A replay's claim on one letter, given back when dropped: also when the
+/// replay's request is cancelled (its client went away) mid-call.
+struct Claim {
+    store: std::sync::Arc<dyn crate::store::Store>,
+    source: String,
+    id: String,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let (store, source, id) = (
+            self.store.clone(),
+            std::mem::take(&mut self.source),
+            std::mem::take(&mut self.id),
+        );
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { store.release_dead_letter(&source, &id).await });
         }
     }
 }
 
 /// Replays one letter through the connector loaded now. `Ok(None)` when
-/// the letter does not exist.
+/// the letter does not exist. `force` replays a letter older than the
+/// dedup window too.
 pub async fn replay(
     ingest: &Ingest,
     source: &SourceName,
     id: &str,
+    force: bool,
 ) -> Result<Option<Replayed>, ApiError> {
     let store = &ingest.store;
+    if crate::store::dead_letters::id_time(id).is_none() {
+        return Ok(None);
+    }
     if !store
         .claim_dead_letter(source, id)
         .await
@@ -177,8 +272,13 @@ pub async fn replay(
         ingest.metrics.dead_letter_replayed(source, "busy");
         return Ok(Some(Replayed::Busy));
     }
-    let result = replay_claimed(ingest, source, id).await;
-    store.release_dead_letter(source, id).await;
+    let claim = Claim {
+        store: store.clone(),
+        source: source.to_string(),
+        id: id.to_string(),
+    };
+    let result = replay_claimed(ingest, source, id, force).await;
+    drop(claim);
     if let Ok(Some(outcome)) = &result {
         ingest.metrics.dead_letter_replayed(source, outcome.name());
         refresh_count(ingest, source).await;
@@ -190,6 +290,7 @@ async fn replay_claimed(
     ingest: &Ingest,
     source: &SourceName,
     id: &str,
+    force: bool,
 ) -> Result<Option<Replayed>, ApiError> {
     let store = &ingest.store;
     let Some(mut letter) = store
@@ -212,10 +313,16 @@ async fn replay_claimed(
             wait,
         });
     }
+    let window = connector.push.dedup_window.as_millis() as u64;
+    if !force && now_ms().saturating_sub(letter.received_ms) > window {
+        return Ok(Some(Replayed::Expired));
+    }
+    // A request without a key is stored under one no sender can send (a
+    // header value cannot hold NUL).
     let key = letter
         .idempotency_key
         .clone()
-        .unwrap_or_else(|| format!("dead-letter:{id}"));
+        .unwrap_or_else(|| format!("\0dead-letter:{id}"));
     // Like a push with this key: a sender's retry in flight here wins.
     let Some(_claim) = state.claim_key(&key) else {
         return Ok(Some(Replayed::Busy));
@@ -244,6 +351,7 @@ async fn replay_claimed(
         request,
         Some(key),
         letter.received_ms,
+        true,
     )
     .await
     {
@@ -260,6 +368,8 @@ async fn replay_claimed(
             gone(Replayed::Duplicate).await
         }
         Err(Failed::Store(err)) => Err(ApiError::Store(err)),
+        // The connector never ran: the letter is left as it was.
+        Err(Failed::Call(CallError::Overloaded)) => Ok(Some(Replayed::Busy)),
         Err(Failed::Call(err)) => {
             let class = class_of(&err);
             let error = call_failed(source, &state, err);
@@ -289,9 +399,16 @@ pub struct ReplaySummary {
     pub duplicate: u64,
     pub failed: u64,
     pub busy: u64,
-    /// Set when [`MAX_REPLAY`] letters were replayed and more may match:
-    /// list after it, or send the request again.
+    /// Older than the dedup window, not replayed (`force=true` replays
+    /// them).
+    pub expired: u64,
+    /// Set when `limit` letters were replayed and more may match: pass it
+    /// as `after` to go on.
     pub next: Option<String>,
+    /// Why the replay stopped before the end (the connector was
+    /// quarantined by live traffic, the store failed); what it did before
+    /// is counted above.
+    pub stopped: Option<String>,
 }
 
 /// Replays the letters matching `filter`, oldest first, one at a time (a
@@ -301,29 +418,49 @@ pub async fn replay_matching(
     ingest: &Ingest,
     source: &SourceName,
     filter: &DeadLetterFilter,
+    after: Option<String>,
     limit: usize,
+    force: bool,
 ) -> Result<ReplaySummary, ApiError> {
     let mut summary = ReplaySummary::default();
-    let mut after: Option<String> = None;
+    let mut after = after;
     let mut done = 0;
     loop {
-        let page = ingest
+        let page = match ingest
             .store
-            .dead_letters(source, filter, after.as_deref(), 100)
+            .dead_letters(source, filter, after.as_deref(), 500)
             .await
-            .map_err(ApiError::Store)?;
+        {
+            Ok(page) => page,
+            Err(err) if done > 0 => {
+                summary.stopped = Some(ApiError::Store(err).message());
+                summary.next = after;
+                return Ok(summary);
+            }
+            Err(err) => return Err(ApiError::Store(err)),
+        };
         for letter in &page.letters {
             if done >= limit {
                 summary.next = after;
                 return Ok(summary);
             }
             done += 1;
-            match replay(ingest, source, &letter.id).await? {
+            let outcome = match replay(ingest, source, &letter.id, force).await {
+                Ok(outcome) => outcome,
+                Err(err) if done > 1 => {
+                    summary.stopped = Some(err.message());
+                    summary.next = after;
+                    return Ok(summary);
+                }
+                Err(err) => return Err(err),
+            };
+            match outcome {
                 None => {}
                 Some(Replayed::Stored { .. }) => summary.stored += 1,
                 Some(Replayed::Duplicate) => summary.duplicate += 1,
                 Some(Replayed::Failed { .. }) => summary.failed += 1,
                 Some(Replayed::Busy) => summary.busy += 1,
+                Some(Replayed::Expired) => summary.expired += 1,
             }
             after = Some(letter.id.clone());
         }
@@ -334,12 +471,17 @@ pub async fn replay_matching(
     }
 }
 
-/// Discards the letters matching `filter`; returns how many.
+/// Discards the letters matching `filter` that were received before the
+/// call (letters arriving meanwhile are not chased); returns how many.
 pub async fn discard_matching(
     ingest: &Ingest,
     source: &SourceName,
     filter: &DeadLetterFilter,
 ) -> Result<u64, ApiError> {
+    let mut filter = filter.clone();
+    let now = now_ms() + 1;
+    filter.until_ms = Some(filter.until_ms.map_or(now, |u| u.min(now)));
+    let filter = &filter;
     let mut removed = 0;
     let mut after: Option<String> = None;
     loop {

@@ -223,6 +223,7 @@ where
         request,
         key.clone(),
         received_ms,
+        false,
     )
     .await
     {
@@ -328,6 +329,7 @@ pub(crate) async fn call_and_commit(
     request: PushRequest,
     key: Option<String>,
     received_ms: u64,
+    replay: bool,
 ) -> Result<Committed, Failed> {
     let source = connector.name.as_str();
     let outcome = ingest
@@ -338,8 +340,11 @@ pub(crate) async fn call_and_commit(
     match &outcome {
         // Too much output from one request is the request's doing (10,001
         // objects in one array): the sender gets 422, and the connector's
-        // failure streak is not touched.
+        // failure streak is not touched. Neither is it by a replay: an
+        // operator replaying letters on a version that still fails must
+        // not quarantine the source for its live senders.
         Err(err @ CallError::Output(_)) => state.count_failure(err),
+        Err(err) if replay => state.count_failure(err),
         _ => state.record_call(&connector.sandbox, &outcome),
     }
     let result = outcome.map_err(Failed::Call)?;

@@ -34,11 +34,12 @@ async fn expire_dead_letters(registry: &Registry, store: &dyn Store, metrics: &M
     let now = crate::store::now_ms();
     for connector in registry.all() {
         let policy = &connector.manifest.push.dead_letters;
-        let before = now.saturating_sub(policy.keep.as_millis() as u64);
+        let keep = policy.keep(connector.manifest.dedup_window());
+        let before = now.saturating_sub(keep.as_millis() as u64);
         match store.expire_dead_letters(&connector.name, before).await {
             Ok(n) if n > 0 => {
                 metrics.dead_letters_dropped(&connector.name, "keep", n);
-                tracing::info!(source = %connector.name, removed = n, keep = ?policy.keep, "Dead letters past [push] dead_letters.keep removed.");
+                tracing::info!(source = %connector.name, removed = n, keep = ?keep, "Dead letters past [push] dead_letters.keep removed.");
             }
             Ok(_) => {}
             Err(err) => {

@@ -76,9 +76,11 @@ pub struct PushSection {
 pub struct DeadLettersConfig {
     /// `false` keeps none.
     pub enabled: bool,
-    /// Letters received longer ago are removed.
-    #[serde(deserialize_with = "duration::deserialize")]
-    pub keep: Duration,
+    /// Letters received longer ago are removed. Default: the source's
+    /// dedup window; never longer (a replay after the event ids and
+    /// idempotency key are forgotten could store the events twice).
+    #[serde(deserialize_with = "duration::deserialize_opt")]
+    pub keep: Option<Duration>,
     /// The source's letters are cut, oldest first, to stay under this
     /// many bytes (the newest is always kept).
     pub max_bytes: u64,
@@ -145,9 +147,6 @@ impl DeadLetterClass {
     }
 }
 
-/// Default `[push] dead_letters.keep`: two weeks, past a long weekend and
-/// the week after it.
-pub const DEFAULT_DEAD_LETTER_KEEP: Duration = Duration::from_secs(14 * 24 * 3600);
 /// Default `[push] dead_letters.max_bytes`: 64 MiB per source.
 pub const DEFAULT_DEAD_LETTER_BYTES: u64 = 64 << 20;
 
@@ -155,7 +154,7 @@ impl Default for DeadLettersConfig {
     fn default() -> Self {
         DeadLettersConfig {
             enabled: true,
-            keep: DEFAULT_DEAD_LETTER_KEEP,
+            keep: None,
             max_bytes: DEFAULT_DEAD_LETTER_BYTES,
             // A request the connector calls unauthentic is no data to
             // replay, and kept it would let anyone who can reach the
@@ -170,6 +169,11 @@ impl Default for DeadLettersConfig {
 }
 
 impl DeadLettersConfig {
+    /// How long letters are kept: `keep`, else the dedup window.
+    pub fn keep(&self, dedup_window: Duration) -> Duration {
+        self.keep.unwrap_or(dedup_window)
+    }
+
     /// Whether a failure of `class` is kept.
     pub fn keeps(&self, class: DeadLetterClass) -> bool {
         self.enabled && self.on.iter().any(|c| c == class.as_str())
@@ -478,7 +482,19 @@ impl Manifest {
                 ),
             ));
         }
-        if dead.max_bytes == 0 || dead.keep.is_zero() {
+        if let Some(keep) = dead.keep
+            && keep > self.dedup_window()
+        {
+            return Err(ConfigError::invalid(
+                path,
+                "push.dead_letters.keep",
+                format!(
+                    "{keep:?} is longer than the source's dedup window ({:?}): a letter replayed after its idempotency key and event ids are forgotten could be stored twice; shorten `keep` or lengthen `[stream] dedup_window`",
+                    self.dedup_window()
+                ),
+            ));
+        }
+        if dead.max_bytes == 0 || dead.keep.is_some_and(|k| k.is_zero()) {
             return Err(ConfigError::invalid(
                 path,
                 "push.dead_letters",

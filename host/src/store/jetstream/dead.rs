@@ -119,6 +119,30 @@ impl Bucket {
     }
 }
 
+/// Over the source's bytes: the oldest letters but `keep` go, one at a
+/// time (another host may be trimming too; a letter it purged first is
+/// not counted here).
+async fn trim(bucket: &Bucket, keep: &str, max_bytes: u64) -> Result<u64, StoreError> {
+    let mut dropped = 0;
+    let mut stats = bucket.stats().await?;
+    if stats.bytes <= max_bytes {
+        return Ok(0);
+    }
+    for id in bucket.ids().await? {
+        if stats.bytes <= max_bytes {
+            break;
+        }
+        if id == keep {
+            continue;
+        }
+        if bucket.purge(&id).await? {
+            dropped += 1;
+        }
+        stats = bucket.stats().await?;
+    }
+    Ok(dropped)
+}
+
 fn claim_key(source: &str, id: &str) -> String {
     format!("dl.{source}.{id}")
 }
@@ -142,26 +166,17 @@ impl DeadLetters for JetStreamStore {
             .put(&letter.id, Bytes::from(encode(letter)))
             .await
             .map_err(|e| unavailable(&format!("cannot store dead letter of {source}"), e))?;
-        // Over the source's bytes: the oldest others go (another host may
-        // be trimming too; a letter it purged first is simply not counted
-        // here).
-        let mut dropped = 0;
-        let mut stats = bucket.stats().await?;
-        if stats.bytes > max_bytes {
-            for id in bucket.ids().await? {
-                if stats.bytes <= max_bytes {
-                    break;
-                }
-                if id == letter.id {
-                    continue;
-                }
-                if bucket.purge(&id).await? {
-                    dropped += 1;
-                }
-                stats = bucket.stats().await?;
+        // The letter is durable: from here on a failure only leaves the
+        // source over its bytes until the next letter trims it, and is
+        // never the sender's error (a 503 would make it send a second
+        // letter of the same request).
+        match trim(&bucket, &letter.id, max_bytes).await {
+            Ok(dropped) => Ok(dropped),
+            Err(err) => {
+                tracing::warn!(source, error = %err, "Trimming dead letters to [push] dead_letters.max_bytes failed; the next letter tries again.");
+                Ok(0)
             }
         }
-        Ok(dropped)
     }
 
     async fn dead_letter(&self, source: &str, id: &str) -> Result<Option<DeadLetter>, StoreError> {
@@ -270,19 +285,34 @@ impl DeadLetters for JetStreamStore {
 
     async fn claim_dead_letter(&self, source: &str, id: &str) -> Result<bool, StoreError> {
         let inner = &self.inner;
-        claim(
-            &inner.leases,
-            &claim_key(source, id),
-            Bytes::from(inner.host_id.clone()),
-        )
-        .await
-        .map(|revision| revision.is_some())
-        .map_err(|e| unavailable("dead-letter replay claim", e))
+        let key = claim_key(source, id);
+        let revision = claim(&inner.leases, &key, Bytes::from(inner.host_id.clone()))
+            .await
+            .map_err(|e| unavailable("dead-letter replay claim", e))?;
+        if let Some(revision) = revision {
+            inner
+                .dead_claims
+                .lock()
+                .expect("lock")
+                .insert(key, revision);
+        }
+        Ok(revision.is_some())
     }
 
     async fn release_dead_letter(&self, source: &str, id: &str) {
-        if let Err(err) = self.inner.leases.purge(claim_key(source, id)).await {
-            tracing::warn!(source, id, error = %err, "Releasing a dead-letter replay claim failed; it expires with the lease TTL.");
+        let key = claim_key(source, id);
+        let Some(revision) = self.inner.dead_claims.lock().expect("lock").remove(&key) else {
+            return;
+        };
+        // Only our own claim: one that expired and was taken by another
+        // host since stays theirs.
+        if let Err(err) = self
+            .inner
+            .leases
+            .purge_expect_revision(&key, Some(revision))
+            .await
+        {
+            tracing::debug!(source, id, error = %err, "Releasing a dead-letter replay claim failed; it expires with the lease TTL.");
         }
     }
 }

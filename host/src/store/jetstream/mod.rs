@@ -92,6 +92,8 @@ struct Inner {
     sources: Mutex<HashMap<String, Arc<SourceHandles>>>,
     /// Per-source dead-letter buckets, once they exist.
     dead: Mutex<HashMap<String, Arc<dead::Bucket>>>,
+    /// Dead-letter replay claims this host holds: key → revision.
+    dead_claims: Mutex<HashMap<String, u64>>,
     /// Sources whose pull schedule runs on this host: its memberships.
     joined: Mutex<std::collections::HashSet<String>>,
     /// Set at shutdown: no lease is taken or renewed any more.
@@ -222,6 +224,7 @@ impl JetStreamStore {
             leases,
             sources: Default::default(),
             dead: Default::default(),
+            dead_claims: Default::default(),
             joined: Default::default(),
             closing: AtomicBool::new(false),
             members: Default::default(),

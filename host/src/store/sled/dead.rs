@@ -34,14 +34,28 @@ impl SledStore {
         &self,
         source: &str,
     ) -> Result<Vec<(Vec<u8>, u64)>, StoreError> {
+        self.oldest(source, |_, _| true).await
+    }
+
+    /// The source's oldest letters, (key, stored size), for as long as
+    /// `take` says so: the scan stops at the first it refuses.
+    async fn oldest(
+        &self,
+        source: &str,
+        mut take: impl FnMut(&[u8], u64) -> bool + Send + 'static,
+    ) -> Result<Vec<(Vec<u8>, u64)>, StoreError> {
         let (tree, prefix) = (self.tree.clone(), key(b'x', source, &[]));
         blocking(move || {
-            tree.scan_prefix(&prefix)
-                .map(|item| {
-                    let (k, v) = item.map_err(io)?;
-                    Ok((k.to_vec(), v.len() as u64))
-                })
-                .collect()
+            let mut out = Vec::new();
+            for item in tree.scan_prefix(&prefix) {
+                let (k, v) = item.map_err(io)?;
+                let size = v.len() as u64;
+                if !take(&k[prefix.len()..], size) {
+                    break;
+                }
+                out.push((k.to_vec(), size));
+            }
+            Ok(out)
         })
         .await
     }
@@ -102,14 +116,19 @@ impl DeadLetters for SledStore {
         // The oldest letters that must go for this one to fit, dropped in
         // the same durable write.
         let mut writes = vec![(letter_key(source, &letter.id), Some(value))];
-        let mut over = (stats.bytes + size).saturating_sub(max_bytes);
+        let over = (stats.bytes + size).saturating_sub(max_bytes);
         let mut dropped = 0;
         if over > 0 {
-            for (k, n) in self.letter_sizes(source).await? {
-                if over == 0 {
-                    break;
-                }
-                over = over.saturating_sub(n);
+            // Only as many of the oldest as must go are read.
+            let mut freed = 0;
+            let victims = self
+                .oldest(source, move |_, n| {
+                    let more = freed < over;
+                    freed += n;
+                    more
+                })
+                .await?;
+            for (k, n) in victims {
                 stats.bytes = stats.bytes.saturating_sub(n);
                 stats.count = stats.count.saturating_sub(1);
                 writes.push((k, None));
@@ -210,15 +229,12 @@ impl DeadLetters for SledStore {
 
     async fn expire_dead_letters(&self, source: &str, before_ms: u64) -> Result<u64, StoreError> {
         let mut dead = self.dead.lock().await;
-        let prefix_len = key(b'x', source, &[]).len();
-        let old: Vec<_> = self
-            .letter_sizes(source)
-            .await?
-            .into_iter()
-            .take_while(|(k, _)| {
-                id_time(&String::from_utf8_lossy(&k[prefix_len..])).is_none_or(|t| t < before_ms)
+        // Ids sort by time: the scan stops at the first letter to keep.
+        let old = self
+            .oldest(source, move |id, _| {
+                id_time(&String::from_utf8_lossy(id)).is_none_or(|t| t < before_ms)
             })
-            .collect();
+            .await?;
         self.remove_letters(&mut dead, source, old).await
     }
 

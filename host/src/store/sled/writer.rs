@@ -82,22 +82,23 @@ impl Writer {
         }
     }
 
-    fn apply_group(&mut self, group: Vec<Op>) {
+    fn apply_group(&mut self, mut group: Vec<Op>) {
         let now = now_ms();
         let mut batch = sled::Batch::default();
         let mut pending = Pending::default();
         let mut results = Vec::with_capacity(group.len());
         let offsets_before = self.next_offsets.clone();
-        for op in &group {
+        for op in &mut group {
             let result = match op {
                 Op::Commit(commit, _) => {
                     self.stage(commit, now, &mut batch, &mut pending).map(Some)
                 }
                 Op::Write { writes, .. } => {
-                    for (key, value) in writes {
+                    // Moved, not copied: a dead letter may be a megabyte.
+                    for (key, value) in std::mem::take(writes) {
                         match value {
-                            Some(v) => batch.insert(key.clone(), v.clone()),
-                            None => batch.remove(key.clone()),
+                            Some(v) => batch.insert(key, v),
+                            None => batch.remove(key),
                         }
                     }
                     Ok(None)
