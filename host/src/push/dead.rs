@@ -66,6 +66,7 @@ pub fn secret_name(name: &str) -> bool {
         "password",
         "passwd",
         "signature",
+        "hmac",
         "api-key",
         "api_key",
         "apikey",

@@ -134,3 +134,47 @@ fn push_and_pull_share_the_streams_dedup_window() {
     let err = parse("[stream]\ndedup_window = \"0s\"\n").unwrap_err();
     assert!(err.contains("stream.dedup_window"), "{err}");
 }
+
+#[test]
+fn dead_letters_are_on_by_default_and_never_outlive_the_dedup_window() {
+    use crate::config::DeadLetterClass;
+    let m = parse("").unwrap();
+    let dl = &m.push.dead_letters;
+    assert!(dl.keeps(DeadLetterClass::Trap) && dl.keeps(DeadLetterClass::Invalid));
+    assert!(!dl.keeps(DeadLetterClass::Unauthorized));
+    assert_eq!(dl.keep(m.dedup_window()), DEFAULT_DEDUP_WINDOW);
+    let m = parse("[push]\ndead_letters = { keep = \"1d\", on = [\"trap\"] }\n").unwrap();
+    assert!(!m.push.dead_letters.keeps(DeadLetterClass::Invalid));
+    assert!(
+        !parse("[push]\ndead_letters = { enabled = false }\n")
+            .unwrap()
+            .push
+            .dead_letters
+            .keeps(DeadLetterClass::Trap)
+    );
+    for (text, key, says) in [
+        (
+            "[push]\ndead_letters = { keep = \"8d\" }\n",
+            "push.dead_letters.keep",
+            "dedup window",
+        ),
+        (
+            "[push]\ndead_letters = { on = [\"tarp\"] }\n",
+            "push.dead_letters.on",
+            "`tarp` is no failure class",
+        ),
+        (
+            "[push]\ndead_letters = { max_bytes = 0 }\n",
+            "push.dead_letters",
+            "greater than 0",
+        ),
+        (
+            "[push]\ndead_letters = { kep = \"1d\" }\n",
+            "kep",
+            "unknown",
+        ),
+    ] {
+        let err = parse(text).unwrap_err();
+        assert!(err.contains(key) && err.contains(says), "{text}: {err}");
+    }
+}
