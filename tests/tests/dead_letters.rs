@@ -147,6 +147,8 @@ async fn failed_pushes_become_dead_letters_and_replay_once_after_the_fix() {
     }
     let status = host.status("flaky").await;
     assert_eq!(status["dead_letters"]["count"], 5, "{status}");
+    let failed_label = listed[0]["connector"].clone();
+    assert_eq!(failed_label, status["label"], "{status}");
     // Filters.
     assert_eq!(letters(&host, "?class=invalid").await.len(), 2);
     assert_eq!(letters(&host, "?class=trap&limit=1").await.len(), 1);
@@ -196,14 +198,21 @@ async fn failed_pushes_become_dead_letters_and_replay_once_after_the_fix() {
     let (_, shown) = show(&host, a_id).await;
     assert_eq!(shown["attempts"], 2, "{shown}");
 
-    // Deploy the fix (a hot reload of the manifest).
-    std::fs::write(host.plugins_dir().join("flaky.toml"), manifest(true, "")).unwrap();
+    // Deploy the fix: another component in the same file (webhook-json
+    // stores any object with an `id`), hot-reloaded.
+    inlet_tests::install(
+        &host.plugins_dir(),
+        "flaky",
+        plugins::WEBHOOK_JSON,
+        Some(&manifest(true, "")),
+    );
     host.reload().await;
     eventually(WAIT, "the fixed version is loaded", || async {
-        let (got, _, _) = push(&host, "probe", "invalid", "key-probe").await;
-        (got == 202).then_some(())
+        (host.status("flaky").await["label"] != failed_label).then_some(())
     })
     .await;
+    let (got, body, _) = push(&host, "probe", "invalid", "key-probe").await;
+    assert_eq!(got, 202, "{body}");
 
     // Replay one.
     let (code, out) = admin(
@@ -237,10 +246,17 @@ async fn failed_pushes_become_dead_letters_and_replay_once_after_the_fix() {
     .await;
     assert_eq!(code, 200, "{again}");
     assert!(letters(&host, "").await.is_empty());
-    let stored = ids_stored(&host.events("flaky").await);
+    let events = host.events("flaky").await;
+    let stored = ids_stored(&events);
     for id in ["a", "b", "c", "e", "ok", "probe"] {
         assert_eq!(stored.get(id), Some(&1), "{id} once: {stored:?}");
     }
+    // Replayed by the new version, which the envelope names.
+    let a = events.iter().find(|e| e["id"] == "a").unwrap();
+    assert_ne!(
+        a["connector"], failed_label,
+        "{a} vs the failed {failed_label}"
+    );
     assert_eq!(stored.get("d"), None, "discarded: {stored:?}");
     // The sender's later retry gets the replay's answer, not a new event.
     let (got, body, _) = push(&host, "c", "spin", "key-c").await;
