@@ -57,6 +57,24 @@ fn a_file_that_is_not_a_component_is_refused_with_the_reason() {
         "{stderr}"
     );
 
+    // What `cargo build` leaves without `crate-type = ["cdylib"]`.
+    let rlib = dir.path().join("libmine.rlib");
+    std::fs::write(
+        &rlib,
+        b"!<arch>\nlib.rmeta/      0           0     0     644     8         `\n",
+    )
+    .unwrap();
+    let (ok, _, stderr) = check(rlib.to_str().unwrap());
+    assert!(!ok);
+    assert!(
+        stderr.contains("crate-type = [\"cdylib\"]") && stderr.contains("wasm32-wasip2"),
+        "{stderr}"
+    );
+    let elf = dir.path().join("libmine.so");
+    std::fs::write(&elf, b"\x7fELF\x02\x01\x01\0").unwrap();
+    let (ok, _, stderr) = check(elf.to_str().unwrap());
+    assert!(!ok && stderr.contains("native binary"), "{stderr}");
+
     let (ok, _, stderr) = check("/no/such/file.wasm");
     assert!(!ok);
     assert!(stderr.contains("cannot read"), "{stderr}");

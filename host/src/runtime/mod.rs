@@ -242,10 +242,22 @@ impl Runtime {
         match WasmKind::of(bytes) {
             WasmKind::Component => {}
             WasmKind::CoreModule => anyhow::bail!(
-                "this is a core WebAssembly module, not a component; build the connector for wasm32-wasip2 (see sdk/README.md)"
+                "this is a core WebAssembly module, not a component (built for wasm32-unknown-unknown or wasm32-wasip1?); build the connector with `cargo build --target wasm32-wasip2 --release` (see sdk/README.md)"
             ),
+            WasmKind::NotWasm if bytes.starts_with(b"!<arch>\n") => anyhow::bail!(
+                "not a WebAssembly component but a Rust library archive (an .rlib): set `crate-type = [\"cdylib\"]` under `[lib]` in the connector's Cargo.toml and build with `cargo build --target wasm32-wasip2 --release`; the component is target/wasm32-wasip2/release/NAME.wasm"
+            ),
+            WasmKind::NotWasm
+                if bytes.starts_with(b"\x7fELF")
+                    || bytes.starts_with(b"MZ")
+                    || bytes.starts_with(&[0xcf, 0xfa, 0xed, 0xfe]) =>
+            {
+                anyhow::bail!(
+                    "not a WebAssembly component but a native binary or library: build the connector with `cargo build --target wasm32-wasip2 --release` (and `crate-type = [\"cdylib\"]` under `[lib]`)"
+                )
+            }
             WasmKind::NotWasm => anyhow::bail!(
-                "not a WebAssembly component (the file does not start with the wasm magic bytes)"
+                "not a WebAssembly component (the file does not start with the wasm magic bytes); did you set `crate-type = [\"cdylib\"]` and build for wasm32-wasip2?"
             ),
         }
         Ok(Component::new(&self.engine, bytes)?)
