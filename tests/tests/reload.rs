@@ -4,6 +4,7 @@
 
 use inlet_tests::source::{Answer, SourceServer};
 use inlet_tests::{TestHost, eventually, install, plugins};
+use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -521,4 +522,95 @@ async fn require_manifest_waits_for_the_manifest() {
     .await;
     let (code, body, _) = host.post_json("/ingest/hooks", r#"{"id":"a"}"#, &[]).await;
     assert_eq!(code, 202, "{body}");
+}
+
+/// Status tells the truth (sdk authors were misled by each of these): a
+/// version serving after a failed reload is `stale` with the reason; a
+/// push that succeeds after failures clears `failing`; a failed manual pull
+/// shows in `pull`; a file that failed to load and was deleted leaves the
+/// list.
+#[tokio::test]
+async fn status_tells_the_truth_about_stale_versions_failures_and_removed_files() {
+    let down = Arc::new(AtomicBool::new(false));
+    let source = {
+        let down = down.clone();
+        SourceServer::start(move |_| {
+            if down.load(Ordering::SeqCst) {
+                Answer::json(500, serde_json::json!({"error": "down"}))
+            } else {
+                Answer::json(200, serde_json::json!({"items": [], "next_cursor": "0"}))
+            }
+        })
+        .await
+    };
+    let host = TestHost::start(&[
+        ("hooks", plugins::WEBHOOK_JSON, None),
+        (
+            "poll",
+            plugins::HTTP_POLL,
+            Some(&pull_manifest(source.addr, "1h")),
+        ),
+    ])
+    .await;
+    let dir = host.plugins_dir();
+    // A bad manifest over a loaded connector: the old version serves, and
+    // says so.
+    std::fs::write(dir.join("hooks.toml"), "[push]\nno_such_key = 1\n").unwrap();
+    host.reload().await;
+    let status = host.status("hooks").await;
+    assert_eq!(status["state"], "stale", "{status}");
+    assert!(
+        status["reload_error"]
+            .as_str()
+            .unwrap()
+            .contains("no_such_key"),
+        "{status}"
+    );
+    let (code, _, _) = host.post_json("/ingest/hooks", r#"{"id":"1"}"#, &[]).await;
+    assert_eq!(code, 202, "the previous version serves");
+    std::fs::remove_file(dir.join("hooks.toml")).unwrap();
+    host.reload().await;
+    let status = host.status("hooks").await;
+    assert_eq!(status["state"], "loaded", "{status}");
+    assert_eq!(status["reload_error"], Value::Null, "{status}");
+
+    // A failing push, then a good one: `failing` does not stick.
+    let (code, _, _) = host.post_json("/ingest/hooks", "not json", &[]).await;
+    assert_eq!(code, 400);
+    let (code, _, _) = host.post_json("/ingest/hooks", r#"{"id":"2"}"#, &[]).await;
+    assert_eq!(code, 202);
+    let status = host.status("hooks").await;
+    assert_eq!(status["state"], "loaded", "{status}");
+    assert_eq!(status["last_error"], Value::Null, "{status}");
+
+    // A manual pull that fails after scheduled ones succeeded shows in
+    // `pull`.
+    eventually(RELOAD, "the first scheduled pull", || async {
+        (host.status("poll").await["pull"]["state"] == "ok").then_some(())
+    })
+    .await;
+    down.store(true, Ordering::SeqCst);
+    let (code, body) = host.pull_now("poll").await;
+    assert_eq!(code, 502, "{body}");
+    let status = host.status("poll").await;
+    assert_ne!(status["pull"]["state"], "ok", "{status}");
+    assert!(status["pull"]["last_error"].as_str().is_some(), "{status}");
+
+    // A file that never loaded, then deleted: gone from the list.
+    std::fs::write(dir.join("broken.wasm"), b"not wasm").unwrap();
+    host.reload().await;
+    let (_, list) = host.get_json("/v1/connectors").await;
+    let names = |list: &Value| -> Vec<String> {
+        list["connectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(names(&list).contains(&"broken".to_string()), "{list}");
+    std::fs::remove_file(dir.join("broken.wasm")).unwrap();
+    host.reload().await;
+    let (_, list) = host.get_json("/v1/connectors").await;
+    assert!(!names(&list).contains(&"broken".to_string()), "{list}");
 }

@@ -90,8 +90,13 @@ async fn status(
                 modes.push("pull");
             }
             let quarantine = state.quarantine_status(&c.sandbox);
+            let reload_error = state.reload_error();
             let st = if quarantine.is_some() {
                 "quarantined"
+            } else if reload_error.is_some() {
+                // The files on disk failed to load: the previous version
+                // serves, and the operator should know it is not theirs.
+                "stale"
             } else if pull.state == Some(PullState::Failing)
                 || (last_error.is_some() && pull.state != Some(PullState::Ok))
             {
@@ -101,6 +106,7 @@ async fn status(
             };
             let extra = serde_json::json!({
                 "state": st,
+                "reload_error": reload_error,
                 "quarantine": quarantine,
                 "version": c.descriptor.version,
                 "description": c.descriptor.description,
@@ -131,13 +137,7 @@ fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
 
 pub async fn list(api: &Api) -> Resp {
     let loaded = api.registry.all();
-    let mut names: Vec<String> = loaded.iter().map(|c| c.name.to_string()).collect();
-    for n in api.registry.known_sources() {
-        if !names.contains(&n) {
-            names.push(n);
-        }
-    }
-    names.sort();
+    let names = api.registry.listed_sources();
     let mut items = Vec::with_capacity(names.len());
     for n in &names {
         items.push(status(api, n, loaded.iter().find(|c| c.name.as_str() == n), None).await);
@@ -182,12 +182,37 @@ pub async fn pull_now(api: &Api, name: &str) -> Result<Resp, ApiError> {
         return Err(ApiError::PullDisabled(name.to_string()));
     }
     match crate::pull::run_once(&api.scheduler, &connector).await {
-        Ok(summary) => Ok(reply::json(
-            StatusCode::OK,
-            &serde_json::json!({"status": "ok", "run": summary}),
-        )),
+        Ok(summary) => {
+            // A manual run tells the truth in the pull status like a
+            // scheduled one (the schedule's own next run overwrites it).
+            let state = api.registry.source(name);
+            {
+                let mut pull = state.pull.lock().expect("lock");
+                pull.state = Some(PullState::Ok);
+                pull.last_pull_ms = Some(crate::store::now_ms());
+                pull.consecutive_failures = 0;
+                pull.last_error = None;
+            }
+            state.set_error(None);
+            Ok(reply::json(
+                StatusCode::OK,
+                &serde_json::json!({"status": "ok", "run": summary}),
+            ))
+        }
         Err(err) => {
-            api.registry.source(name).set_error(Some(err.to_string()));
+            let state = api.registry.source(name);
+            {
+                let mut pull = state.pull.lock().expect("lock");
+                pull.state = Some(if err.is_permanent() {
+                    PullState::Failing
+                } else {
+                    PullState::Backoff
+                });
+                pull.last_pull_ms = Some(crate::store::now_ms());
+                pull.consecutive_failures = pull.consecutive_failures.saturating_add(1);
+                pull.last_error = Some(err.to_string());
+            }
+            state.set_error(Some(err.to_string()));
             Err(ApiError::PullFailed(err.to_string()))
         }
     }

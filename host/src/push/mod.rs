@@ -374,7 +374,10 @@ pub(crate) async fn call_and_commit(
         checkpoint: None,
         since: None,
     };
-    match ingest.store.commit(commit).await.map_err(Failed::Store)? {
+    let outcome = ingest.store.commit(commit).await.map_err(Failed::Store)?;
+    // The connector handled it: an error an earlier push left is over.
+    state.push_succeeded();
+    match outcome {
         CommitOutcome::Stored { record, dropped } => {
             Counters::add(&state.counters.events_push, record.events as u64);
             Counters::add(&state.counters.events_deduplicated, dropped as u64);
@@ -471,7 +474,7 @@ pub(crate) fn call_failed(source: &str, state: &SourceState, err: CallError) -> 
         err @ CallError::SourceTimeout { .. } => {
             Counters::add(&counters.push_rejected, 1);
             tracing::warn!(connector = %source, class = %err.class(), error = %err, "Push call timed out waiting on its source.");
-            state.set_error(Some(format!("on-push {err}")));
+            state.push_failed(format!("on-push {err}"));
             ApiError::Unavailable {
                 message: err.public_message(),
                 timeout: true,
@@ -480,7 +483,7 @@ pub(crate) fn call_failed(source: &str, state: &SourceState, err: CallError) -> 
         other => {
             Counters::add(&counters.push_failed, 1);
             tracing::warn!(connector = %source, class = %other.class(), error = %other, "Push call failed.");
-            state.set_error(Some(format!("on-push {other}")));
+            state.push_failed(format!("on-push {other}"));
             ApiError::ConnectorFailed {
                 class: other.class().as_str(),
                 message: other.public_message(),

@@ -98,6 +98,9 @@ pub struct Registry {
     config: Arc<HostConfig>,
     cache: Arc<ComponentCache>,
     loaded: ArcSwap<HashMap<SourceName, Arc<Connector>>>,
+    /// The sources whose `.wasm` file the last scan found (loaded or
+    /// not): what `GET /v1/connectors` lists beside the loaded ones.
+    present: Mutex<HashSet<String>>,
     sources: Mutex<HashMap<String, Arc<SourceState>>>,
     /// Serializes scans so two rescans never race on one name.
     scan_lock: tokio::sync::Mutex<()>,
@@ -127,6 +130,7 @@ impl Registry {
             config,
             loaded: ArcSwap::from_pointee(HashMap::new()),
             sources: Mutex::new(HashMap::new()),
+            present: Mutex::default(),
             scan_lock: tokio::sync::Mutex::new(()),
             compiling: Mutex::default(),
             metrics,
@@ -174,6 +178,23 @@ impl Registry {
     }
 
     /// Names with state (loaded now or earlier), sorted.
+    /// The sources to list: loaded, or with a file in the plugins
+    /// directory (failed to load). A source whose file is gone is not
+    /// listed; its status, events and checkpoints stay reachable by name.
+    pub fn listed_sources(&self) -> Vec<String> {
+        let present = self.present.lock().expect("present lock").clone();
+        let mut v: Vec<String> = self
+            .loaded
+            .load()
+            .keys()
+            .map(|n| n.to_string())
+            .chain(present)
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     pub fn known_sources(&self) -> Vec<String> {
         let mut v: Vec<_> = self
             .sources
@@ -207,6 +228,7 @@ impl Registry {
             }
         };
         found.sort();
+        *self.present.lock().expect("present lock") = found.iter().map(|n| n.to_string()).collect();
         // Several at once, so one slow or spinning component does not hold
         // up the others (each load is bounded by its describe deadline).
         let loads = found.iter().cloned().map(|name| async move {
@@ -235,6 +257,7 @@ impl Registry {
             });
             let state = self.source(&name);
             state.set_error(None);
+            state.set_reload_error(None);
             state.notify_version_changed();
             tracing::info!(connector = %name, "Connector removed; its checkpoints and events are kept.");
             changed.push(name);
@@ -250,6 +273,15 @@ impl Registry {
             self.reloads.send_modify(|n| *n += 1);
         }
         changed
+    }
+
+    /// Records why `name`'s files could not be loaded: its last error, and
+    /// while a previous version serves, why that version is stale.
+    fn load_failed(&self, name: &SourceName, state: &SourceState, err: String) {
+        if self.get(name).is_some() {
+            state.set_reload_error(Some(err.clone()));
+        }
+        state.set_error(Some(err));
     }
 
     /// Loads `name` if its files differ from the loaded version.
@@ -282,7 +314,7 @@ impl Registry {
             }
             Err(err) => {
                 tracing::error!(connector = %name, error = %err, "Connector file cannot be read.");
-                state.set_error(Some(err));
+                self.load_failed(name, &state, err);
                 return false;
             }
         };
@@ -299,7 +331,7 @@ impl Registry {
                     format!("{err}; {name} is not loaded until its manifest can be read")
                 };
                 tracing::error!(connector = %name, error = %err, "Connector manifest cannot be used.");
-                state.set_error(Some(err));
+                self.load_failed(name, &state, err);
                 return false;
             }
         };
@@ -309,7 +341,7 @@ impl Registry {
                 manifest_path.display()
             );
             tracing::error!(connector = %name, "{err}");
-            state.set_error(Some(err));
+            self.load_failed(name, &state, err);
             return false;
         }
         let hash = hex::encode(Sha256::digest(&bytes));
@@ -327,6 +359,14 @@ impl Registry {
                 _ => false,
             };
             if current.hash == hash && same_manifest {
+                // The files are the serving version again (a bad manifest
+                // was taken back): nothing is stale.
+                if let Some(err) = state.reload_error() {
+                    state.set_reload_error(None);
+                    if state.last_error().as_deref() == Some(err.as_str()) {
+                        state.set_error(None);
+                    }
+                }
                 return false;
             }
             // A manifest that vanished is far more often a file caught
@@ -338,7 +378,7 @@ impl Registry {
                     manifest_path.display()
                 );
                 tracing::warn!(connector = %name, "{err}");
-                state.set_error(Some(err));
+                self.load_failed(name, &state, err);
                 return false;
             }
         }
@@ -366,6 +406,7 @@ impl Registry {
                 self.metrics.load(name, true);
                 state.set_manifest_text(manifest_text.unwrap_or_default());
                 state.set_error(None);
+                state.set_reload_error(None);
                 state
                     .counters
                     .reloads
@@ -386,7 +427,7 @@ impl Registry {
                 self.metrics.load(name, false);
                 let serving = self.get(name).is_some();
                 tracing::error!(connector = %name, error = %err, previous_version_serving = serving, "Connector failed to load.");
-                state.set_error(Some(err.to_string()));
+                self.load_failed(name, &state, err.to_string());
                 false
             }
         }

@@ -95,6 +95,12 @@ pub struct SourceState {
     /// component itself: not tried again until one of them changes.
     pub(crate) failed_component: Mutex<Option<(String, Option<String>)>>,
     last_error: Mutex<Option<String>>,
+    /// Why the files on disk are not the version serving (a failed
+    /// reload): status shows `stale` while it is set.
+    reload_error: Mutex<Option<String>>,
+    /// Set when a push failed in the connector; the next push it completes
+    /// clears the push's error (so `failing` does not stick).
+    push_failing: std::sync::atomic::AtomicBool,
     manifest_text: Mutex<String>,
     pub pull: Mutex<PullStatus>,
     in_flight_keys: Mutex<HashSet<String>>,
@@ -272,6 +278,34 @@ impl SourceState {
 
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().expect("lock").clone()
+    }
+
+    /// Why the version serving is not the files on disk, if it is not.
+    pub fn reload_error(&self) -> Option<String> {
+        self.reload_error.lock().expect("lock").clone()
+    }
+
+    pub fn set_reload_error(&self, e: Option<String>) {
+        *self.reload_error.lock().expect("lock") = e;
+    }
+
+    /// A push failed in the connector: its error is the source's last.
+    pub fn push_failed(&self, e: String) {
+        self.push_failing.store(true, Ordering::Relaxed);
+        self.set_error(Some(e));
+    }
+
+    /// A push completed: an error an earlier push left is cleared (one
+    /// atomic load when there is none).
+    pub fn push_succeeded(&self) {
+        if self.push_failing.load(Ordering::Relaxed)
+            && self.push_failing.swap(false, Ordering::Relaxed)
+        {
+            let mut last = self.last_error.lock().expect("lock");
+            if last.as_deref().is_some_and(|e| e.starts_with("on-push ")) {
+                *last = None;
+            }
+        }
     }
 
     pub fn set_error(&self, e: Option<String>) {
