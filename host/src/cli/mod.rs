@@ -1,6 +1,7 @@
 //! The `inlet` command line.
 
 mod dead_letters;
+mod new;
 
 use crate::config::HostConfig;
 use crate::runtime::{Runtime, RuntimeOptions, Sandbox};
@@ -61,6 +62,26 @@ pub enum Command {
     Check {
         /// The `.wasm` file.
         file: PathBuf,
+    },
+    /// Write a new connector crate (outside this checkout): Cargo.toml,
+    /// src/lib.rs, tests using inlet_sdk::testing, NAME.toml, README.
+    New {
+        /// The connector's name: its crate, and its source in /ingest/NAME.
+        name: String,
+        /// A push connector (the default when neither is given).
+        #[arg(long)]
+        push: bool,
+        /// A pull connector.
+        #[arg(long)]
+        pull: bool,
+        /// Where to create NAME/ [default: the current directory].
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The inlet-sdk crate to depend on by path [default: the checkout
+        /// inlet was built from, if it is still there; else the published
+        /// version].
+        #[arg(long)]
+        sdk: Option<PathBuf>,
     },
     /// List, show, replay or discard a source's dead letters on a running
     /// host (pushes its connector failed on).
@@ -124,6 +145,13 @@ pub fn main() -> ExitCode {
                 serve(cfg, options).await
             }
             Command::Check { file } => check(&file).await,
+            Command::New {
+                name,
+                push,
+                pull,
+                dir,
+                sdk,
+            } => new::run(&name, push, pull, &dir, sdk),
             Command::DeadLetters { url, command } => {
                 let url = url
                     .or_else(|| std::env::var("INLET_URL").ok().filter(|u| !u.is_empty()))
