@@ -1,6 +1,7 @@
 //! The `inlet` command line.
 
 mod dead_letters;
+mod invoke;
 mod new;
 
 use crate::config::HostConfig;
@@ -63,6 +64,18 @@ pub enum Command {
         /// The `.wasm` file.
         file: PathBuf,
     },
+    /// Run one call of a connector in the real sandbox, with its
+    /// manifest's grants and injections, storing nothing; print the
+    /// outcome as JSON (exit 1 when the call failed).
+    Invoke {
+        /// The `.wasm` file.
+        file: PathBuf,
+        /// Its `NAME.toml` (grants, injections, deadlines, `[config]`).
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        #[command(subcommand)]
+        call: invoke::InvokeCall,
+    },
     /// Write a new connector crate (outside this checkout): Cargo.toml,
     /// src/lib.rs, tests using inlet_sdk::testing, NAME.toml, README.
     New {
@@ -99,7 +112,10 @@ pub enum Command {
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    // `inlet invoke` captures the connector's log lines for its answer.
+    if !matches!(cli.command, Command::Invoke { .. }) {
+        init_tracing(cli.log_format);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -145,6 +161,15 @@ pub fn main() -> ExitCode {
                 serve(cfg, options).await
             }
             Command::Check { file } => check(&file).await,
+            Command::Invoke {
+                file,
+                manifest,
+                call,
+            } => match invoke::run(&file, manifest.as_deref(), call).await {
+                Ok(true) => Ok(()),
+                Ok(false) => std::process::exit(1),
+                Err(err) => Err(err),
+            },
             Command::New {
                 name,
                 push,

@@ -225,6 +225,7 @@ impl WasiHttpHooks for Outbound {
         let host = uri.host().unwrap_or("").to_string();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         if !self.grant.allows(&host, port) {
+            tracing::debug!(target: "inlet::outbound", method = %request.method(), uri = %uri, outcome = "denied", "Outbound request.");
             tracing::warn!(
                 connector = %self.connector,
                 host = %host,
@@ -234,6 +235,7 @@ impl WasiHttpHooks for Outbound {
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         let Ok(call_slot) = self.call_slots.clone().try_acquire_owned() else {
+            tracing::debug!(target: "inlet::outbound", method = %request.method(), uri = %uri, outcome = "refused", "Outbound request.");
             if !std::mem::replace(&mut self.refused, true) {
                 tracing::warn!(
                     connector = %self.connector,
@@ -243,9 +245,14 @@ impl WasiHttpHooks for Outbound {
             }
             return Box::new(async { Err(wasmtime_wasi_http::Error::ConnectionLimitReached) });
         };
+        let mut injected = Vec::new();
         for (name, value) in self.grant.injections_for(&host, port) {
             request.headers_mut().insert(name.clone(), value.clone());
+            injected.push(name.as_str());
         }
+        // Names only: an injected value is a secret. (`inlet invoke`
+        // prints these events; the host logs them at debug.)
+        tracing::debug!(target: "inlet::outbound", method = %request.method(), uri = %request.uri(), injected = %injected.join(","), outcome = "sent", "Outbound request.");
         // The source gets what is left of the call less a margin, so that a
         // slow source ends as a timeout the guest sees (and returns as
         // `unavailable`) before the call's own deadline.
@@ -268,8 +275,15 @@ impl WasiHttpHooks for Outbound {
                 .acquire_owned()
                 .await
                 .map_err(|_| wasmtime_wasi_http::Error::ConnectionLimitReached)?;
-            let (res, io) =
-                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            let sent = wasmtime_wasi_http::default_send_request(request, Some(options)).await;
+            let (res, io) = match sent {
+                Ok(sent) => sent,
+                Err(err) => {
+                    tracing::debug!(target: "inlet::outbound", request = %what, error = %err, outcome = "failed", "Outbound response.");
+                    return Err(err);
+                }
+            };
+            tracing::debug!(target: "inlet::outbound", request = %what, status = res.status().as_u16(), outcome = "answered", "Outbound response.");
             drop(head);
             // The connection task holds both slots until it ends.
             let io = async move {
