@@ -105,6 +105,19 @@ impl Verifier {
         };
         let signature_only =
             auth.header.is_some() || auth.encoding.is_some() || auth.prefix.is_some();
+        // A key a scheme does not read is refused, never silently ignored:
+        // only stripe and standard-webhooks sign a timestamp, only bearer
+        // reads tokens.
+        let timestamped = matches!(
+            auth.scheme,
+            AuthScheme::Stripe | AuthScheme::StandardWebhooks
+        );
+        unexpected("tolerance", auth.tolerance.is_some() && !timestamped)?;
+        unexpected(
+            "token_env",
+            (auth.token_env.is_some() || auth.token_file.is_some())
+                && auth.scheme != AuthScheme::Bearer,
+        )?;
         let secrets = || {
             read_secrets(
                 path,
@@ -117,8 +130,9 @@ impl Verifier {
             AuthScheme::None => {
                 unexpected(
                     "secret_env",
-                    auth.secret_env.is_some() || auth.token_env.is_some(),
+                    auth.secret_env.is_some() || auth.secret_file.is_some(),
                 )?;
+                unexpected("header", signature_only)?;
                 Verifier::None
             }
             AuthScheme::Bearer => {
@@ -403,6 +417,58 @@ mod tests {
             );
         }
         h
+    }
+
+    /// A key the scheme does not read is refused at load, naming it (it
+    /// used to be accepted and ignored: `tolerance` on hmac-sha256).
+    #[test]
+    fn keys_a_scheme_does_not_read_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s.secret"), "k").unwrap();
+        let path = dir.path().join("x.toml");
+        for (auth, key) in [
+            (
+                r#"{ scheme = "hmac-sha256", header = "x-sig", secret_file = "s.secret", tolerance = "5m" }"#,
+                "push.auth.tolerance",
+            ),
+            (
+                r#"{ scheme = "github", secret_file = "s.secret", tolerance = "5m" }"#,
+                "push.auth.tolerance",
+            ),
+            (
+                r#"{ scheme = "bearer", token_file = "s.secret", tolerance = "5m" }"#,
+                "push.auth.tolerance",
+            ),
+            (
+                r#"{ scheme = "github", secret_file = "s.secret", token_file = "s.secret" }"#,
+                "push.auth.token_env",
+            ),
+            (
+                r#"{ scheme = "none", secret_file = "s.secret" }"#,
+                "push.auth.secret_env",
+            ),
+            (
+                r#"{ scheme = "none", prefix = "sha256=" }"#,
+                "push.auth.header",
+            ),
+        ] {
+            let manifest =
+                crate::config::Manifest::parse(&path, &format!("[push]\nauth = {auth}\n")).unwrap();
+            let err = match Verifier::build(&manifest.push.auth, &path) {
+                Ok(_) => panic!("{auth} was accepted"),
+                Err(err) => err.to_string(),
+            };
+            assert!(
+                err.contains(key) && err.contains("not used"),
+                "{auth}: {err}"
+            );
+        }
+        let ok = crate::config::Manifest::parse(
+            &path,
+            "[push]\nauth = { scheme = \"stripe\", secret_file = \"s.secret\", tolerance = \"5m\" }\n",
+        )
+        .unwrap();
+        assert!(Verifier::build(&ok.push.auth, &path).is_ok());
     }
 
     #[test]

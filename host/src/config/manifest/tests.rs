@@ -178,3 +178,82 @@ fn dead_letters_are_on_by_default_and_never_outlive_the_dedup_window() {
         assert!(err.contains(key) && err.contains(says), "{text}: {err}");
     }
 }
+
+/// Every key the manifest structs accept, as `section.key` (top level:
+/// `[section]`), read from serde's own "expected one of" list, so a key
+/// cannot be added without showing up here.
+fn accepted_keys() -> Vec<String> {
+    let sections = [
+        ("", "zz_unknown = 1\n"),
+        ("push", "[push]\nzz_unknown = 1\n"),
+        ("push.auth", "[push]\nauth = { zz_unknown = 1 }\n"),
+        (
+            "push.rate_limit",
+            "[push]\nrate_limit = { zz_unknown = 1 }\n",
+        ),
+        (
+            "push.dead_letters",
+            "[push]\ndead_letters = { zz_unknown = 1 }\n",
+        ),
+        ("pull", "[pull]\nzz_unknown = 1\n"),
+        ("pull.retry", "[pull]\nretry = { zz_unknown = 1 }\n"),
+        ("sandbox", "[sandbox]\nzz_unknown = 1\n"),
+        ("sandbox.inject", "[[sandbox.inject]]\nzz_unknown = 1\n"),
+        ("sandbox.sql.NAME", "[sandbox.sql.main]\nzz_unknown = 1\n"),
+        ("stream", "[stream]\nzz_unknown = 1\n"),
+    ];
+    let mut keys = Vec::new();
+    for (section, text) in sections {
+        let err = parse(text).unwrap_err();
+        let expected = err
+            .split("expected")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{section}: {err}"));
+        for key in expected.split('`').skip(1).step_by(2) {
+            keys.push(if section.is_empty() {
+                format!("[{key}]")
+            } else {
+                format!("{section}.{key}")
+            });
+        }
+    }
+    keys
+}
+
+/// sdk/README.md's manifest table lists every accepted key exactly once,
+/// and nothing else.
+#[test]
+fn every_manifest_key_is_documented_once() {
+    let accepted = accepted_keys();
+    let readme = include_str!("../../../../sdk/README.md");
+    let table = readme
+        .split("<!-- manifest-keys -->")
+        .nth(1)
+        .and_then(|t| t.split("<!-- /manifest-keys -->").next())
+        .expect("sdk/README.md has the <!-- manifest-keys --> table");
+    let documented: Vec<String> = table
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .map(str::to_string)
+        .collect();
+    let missing: Vec<_> = accepted
+        .iter()
+        .filter(|k| !documented.contains(k))
+        .collect();
+    let unknown: Vec<_> = documented
+        .iter()
+        .filter(|k| !accepted.contains(k))
+        .collect();
+    let mut twice = documented.clone();
+    twice.sort();
+    let twice: Vec<_> = twice
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| &w[0])
+        .collect();
+    assert!(
+        missing.is_empty() && unknown.is_empty() && twice.is_empty(),
+        "accepted but undocumented: {missing:?}\ndocumented but not accepted: {unknown:?}\ndocumented twice: {twice:?}"
+    );
+}
