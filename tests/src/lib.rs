@@ -21,6 +21,8 @@ pub struct TestHost {
     pub dir: tempfile::TempDir,
     server: Option<Server>,
     pub base: String,
+    /// The admin listener's base URL, when `admin_listen` is set.
+    pub admin_base: Option<String>,
     pub client: reqwest::Client,
     config: HostConfig,
     /// The host's own NATS server when the suite runs on JetStream.
@@ -83,10 +85,12 @@ impl TestHost {
             .await
             .expect("host starts");
         let base = format!("http://{}", server.addr());
+        let admin_base = server.admin_addr().map(|a| format!("http://{a}"));
         TestHost {
             dir,
             server: Some(server),
             base,
+            admin_base,
             client: reqwest::Client::new(),
             config,
             nats,
@@ -109,6 +113,7 @@ impl TestHost {
             .await
             .expect("host restarts");
         self.base = format!("http://{}", server.addr());
+        self.admin_base = server.admin_addr().map(|a| format!("http://{a}"));
         self.server = Some(server);
     }
 
@@ -205,7 +210,9 @@ impl TestHost {
 
     /// Every envelope of `source`, in offset order.
     pub async fn events(&self, source: &str) -> Vec<serde_json::Value> {
-        read_stream(&self.client, &self.url(""), source).await
+        // Streams are served by the admin listener when there is one.
+        let base = self.admin_base.clone().unwrap_or_else(|| self.url(""));
+        read_stream(&self.client, &base, source).await
     }
 }
 

@@ -826,3 +826,65 @@ async fn long_polls_past_the_file_limit_are_shed_with_503() {
     })
     .await;
 }
+
+/// `admin_listen`: `/v1` and `/metrics` only there, `/ingest` only on the
+/// main listener (404 across), health checks on both; an ingest listener
+/// facing the internet needs no admin token when the admin one is on
+/// loopback.
+#[tokio::test]
+async fn admin_listen_splits_the_admin_api_from_ingest() {
+    let host = TestHost::start_with(&[("hooks", plugins::WEBHOOK_JSON, None)], |c| {
+        c.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let admin = host
+        .admin_base
+        .clone()
+        .expect("the admin listener is bound");
+    let client = &host.client;
+    let status =
+        |url: String| async move { client.get(url).send().await.unwrap().status().as_u16() };
+    // The ingest listener: pushes and health, no admin routes.
+    let (code, body, _) = host.post_json("/ingest/hooks", r#"{"id":"1"}"#, &[]).await;
+    assert_eq!(code, 202, "{body}");
+    for path in [
+        "/v1/connectors",
+        "/v1/streams/hooks/events",
+        "/metrics",
+        "/v1/openapi.json",
+    ] {
+        assert_eq!(
+            status(host.url(path)).await,
+            404,
+            "{path} on the ingest listener"
+        );
+    }
+    assert_eq!(status(host.url("/healthz")).await, 200);
+    // The admin listener: everything but pushes.
+    for path in [
+        "/v1/connectors",
+        "/v1/streams/hooks/events",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+    ] {
+        assert_eq!(
+            status(format!("{admin}{path}")).await,
+            200,
+            "{path} on the admin listener"
+        );
+    }
+    let pushed = client
+        .post(format!("{admin}/ingest/hooks"))
+        .body(r#"{"id":"2"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status(), 404);
+    let events = host.events("hooks").await;
+    assert_eq!(
+        events.len(),
+        1,
+        "only the push to the ingest listener: {events:?}"
+    );
+}

@@ -48,6 +48,18 @@ impl Api {
     }
 }
 
+/// Which routes a listener serves (a request carries its listener's as an
+/// extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// Everything (no `admin_listen`).
+    All,
+    /// `/ingest` and the health checks (`listen` beside an `admin_listen`).
+    Ingest,
+    /// `/v1`, `/metrics` and the health checks (`admin_listen`).
+    Admin,
+}
+
 /// Routes one request through the [`routes::ROUTES`] table; every error
 /// is an [`ApiError`], rendered in `reply.rs`.
 pub async fn route(api: Arc<Api>, req: http::Request<Incoming>) -> Resp {
@@ -59,6 +71,21 @@ pub async fn route(api: Arc<Api>, req: http::Request<Incoming>) -> Resp {
 async fn dispatch(api: &Api, req: http::Request<Incoming>) -> Result<Resp, ApiError> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
+    // A listener beside an `admin_listen` serves no admin route, and the
+    // admin listener no ingest: a route of the other surface is no route.
+    let surface = req
+        .extensions()
+        .get::<Surface>()
+        .copied()
+        .unwrap_or(Surface::All);
+    let admin_route = path.starts_with("/v1/") || path == "/metrics";
+    let ingest_route = path.starts_with("/ingest/");
+    if (surface == Surface::Ingest && admin_route) || (surface == Surface::Admin && ingest_route) {
+        return Err(ApiError::NoRoute {
+            method: method.to_string(),
+            path,
+        });
+    }
     let (id, params) = match routes::find(&method, &path) {
         routes::Match::Found(id, params) => (
             id,

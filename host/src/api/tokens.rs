@@ -36,18 +36,24 @@ pub(crate) fn tokens(config: &HostConfig) -> anyhow::Result<Tokens> {
              token every /v1 route is open and the consumer token restricts nothing; set both"
         );
     }
-    if admin.is_none() && !config.listen.ip().is_loopback() {
+    // The listener that serves /v1: `admin_listen` when there is one.
+    let admin_addr = config.admin_listen.unwrap_or(config.listen);
+    if admin.is_none() && !admin_addr.ip().is_loopback() {
         if !config.admin_open {
             anyhow::bail!(
-                "inlet.toml: `listen = \"{}\"` is not a loopback address and no `admin_token_env` is set: \
+                "inlet.toml: `{} = \"{admin_addr}\"` is not a loopback address and no `admin_token_env` is set: \
                  anyone who reaches the port could move checkpoints, reset cursors and read every stream \
-                 through /v1. Set `admin_token_env` (and export the token), or `admin_open = true` to serve \
-                 the admin API without a token on purpose",
-                config.listen
+                 through /v1. Set `admin_token_env` (and export the token), `admin_listen` to a loopback \
+                 address, or `admin_open = true` to serve the admin API without a token on purpose",
+                if config.admin_listen.is_some() {
+                    "admin_listen"
+                } else {
+                    "listen"
+                }
             );
         }
         tracing::warn!(
-            listen = %config.listen,
+            listen = %admin_addr,
             "admin_open = true: the admin API (/v1) answers anyone who reaches this listener, without a token."
         );
     }
@@ -84,6 +90,21 @@ pub(super) fn check_bearer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With `admin_listen`, the rule is about the listener that serves /v1.
+    #[test]
+    fn the_admin_listener_decides_whether_a_token_is_needed() {
+        let mut config = HostConfig {
+            listen: "0.0.0.0:8080".parse().unwrap(),
+            admin_listen: Some("127.0.0.1:9090".parse().unwrap()),
+            ..HostConfig::default()
+        };
+        assert!(tokens(&config).is_ok(), "the public listener serves no /v1");
+        config.listen = "127.0.0.1:8080".parse().unwrap();
+        config.admin_listen = Some("0.0.0.0:9090".parse().unwrap());
+        let err = tokens(&config).unwrap_err().to_string();
+        assert!(err.contains("admin_listen = \"0.0.0.0:9090\""), "{err}");
+    }
 
     #[test]
     fn an_admin_api_without_a_token_stays_on_loopback_unless_opened_on_purpose() {

@@ -40,6 +40,10 @@ pub enum Command {
         /// Listen address [default: 127.0.0.1:8080].
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// A separate listener for /v1 and /metrics (`admin_listen`); the
+        /// main one then serves /ingest only.
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
         /// Plugins directory [default: ./plugins.d].
         #[arg(long)]
         plugins: Option<PathBuf>,
@@ -131,6 +135,7 @@ pub fn main() -> ExitCode {
             Command::Serve {
                 config,
                 listen,
+                admin_listen,
                 plugins,
                 data,
                 unsafe_no_fsync,
@@ -143,6 +148,9 @@ pub fn main() -> ExitCode {
                 };
                 if let Some(l) = listen {
                     cfg.listen = l;
+                }
+                if admin_listen.is_some() {
+                    cfg.admin_listen = admin_listen;
                 }
                 if let Some(p) = plugins {
                     cfg.plugins_dir = p;
@@ -213,6 +221,9 @@ async fn serve(config: HostConfig, options: ServeOptions) -> anyhow::Result<()> 
     }
     // Printed on stdout so scripts (and tests) can find the port.
     println!("listening on http://{}", server.addr());
+    if let Some(admin) = server.admin_addr() {
+        println!("admin listening on http://{admin}");
+    }
     stop.next().await;
     tracing::info!("Signal received; a second signal exits at once.");
     tokio::spawn(async move {

@@ -13,6 +13,11 @@ use std::time::Duration;
 pub struct HostConfig {
     /// Address of the HTTP listener; port 0 picks a free port.
     pub listen: SocketAddr,
+    /// A second listener for the admin API (`/v1`), `/metrics`, `/healthz`
+    /// and `/readyz`: with it, `listen` serves only `/ingest` (and the
+    /// health checks) and answers 404 for the rest, so it can face the
+    /// internet while operators use this one.
+    pub admin_listen: Option<SocketAddr>,
     /// Directory scanned for `NAME.wasm` connectors and `NAME.toml` manifests.
     pub plugins_dir: PathBuf,
     /// Directory of the embedded store and the compiled-component cache.
@@ -52,6 +57,7 @@ impl Default for HostConfig {
     fn default() -> Self {
         HostConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: None,
             plugins_dir: PathBuf::from("plugins.d"),
             data_dir: PathBuf::from("data"),
             admin_token_env: None,

@@ -2,7 +2,7 @@
 //! total, refusals answered briefly or dropped), one HTTP/1.1 connection
 //! task per client, and the request id on every log line.
 
-use crate::api::Api;
+use crate::api::{Api, Surface};
 use crate::conns::Admission;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -19,6 +19,7 @@ use tracing::Instrument as _;
 /// What the accept loop needs.
 pub(super) struct Listener {
     pub api: Arc<Api>,
+    pub surface: Surface,
     pub admission: Arc<Admission>,
     /// Connections being refused at once (each holds a descriptor while it
     /// is answered); past it a connection is closed without an answer.
@@ -81,9 +82,11 @@ pub(super) async fn accept_loop(listen: Listener, listener: TcpListener, tasks: 
         };
         let _ = stream.set_nodelay(true);
         let h = listen.api.clone();
+        let surface = listen.surface;
         let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
             let h = h.clone();
             req.extensions_mut().insert(crate::conns::Peer(peer));
+            req.extensions_mut().insert(surface);
             let id = request_id(req.headers());
             let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
             async move {

@@ -6,7 +6,7 @@
 mod accept;
 mod retention;
 
-use crate::api::{Api, tokens};
+use crate::api::{Api, Surface, tokens};
 use crate::config::{HostConfig, StoreKind};
 use crate::conns::Admission;
 use crate::metrics::Metrics;
@@ -43,6 +43,8 @@ pub struct Server {
     registry: Arc<Registry>,
     shutdown: CancellationToken,
     addr: SocketAddr,
+    /// The `admin_listen` address, bound.
+    admin_addr: Option<SocketAddr>,
     tasks: TaskTracker,
     /// Held for the host's lifetime: one `inlet serve` per data directory.
     _lock: DataDirLock,
@@ -125,11 +127,36 @@ impl Server {
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
         let tasks = TaskTracker::new();
+        let refusals = Arc::new(Semaphore::new(crate::conns::MAX_REFUSING));
+        let mut admin_addr = None;
+        if let Some(admin_listen) = config.admin_listen {
+            let admin = TcpListener::bind(admin_listen)
+                .await
+                .with_context(|| format!("cannot listen on {admin_listen} (admin_listen)"))?;
+            admin_addr = Some(admin.local_addr()?);
+            tasks.spawn(accept::accept_loop(
+                accept::Listener {
+                    api: api.clone(),
+                    surface: Surface::Admin,
+                    admission: admission.clone(),
+                    refusals: refusals.clone(),
+                    header_read_timeout: config.limits.header_read_timeout,
+                    shutdown: shutdown.clone(),
+                },
+                admin,
+                tasks.clone(),
+            ));
+        }
         tasks.spawn(accept::accept_loop(
             accept::Listener {
                 api: api.clone(),
+                surface: if admin_addr.is_some() {
+                    Surface::Ingest
+                } else {
+                    Surface::All
+                },
                 admission,
-                refusals: Arc::new(Semaphore::new(crate::conns::MAX_REFUSING)),
+                refusals,
                 header_read_timeout: config.limits.header_read_timeout,
                 shutdown: shutdown.clone(),
             },
@@ -145,7 +172,7 @@ impl Server {
         ));
         tasks.spawn(crate::registry::watch(registry.clone(), shutdown.clone()));
         tasks.spawn(scheduler.start());
-        tracing::info!(%addr, connectors = registry.all().len(), "Inlet is listening.");
+        tracing::info!(%addr, admin = ?admin_addr, connectors = registry.all().len(), "Inlet is listening.");
         Ok(Server {
             api,
             scheduler,
@@ -153,6 +180,7 @@ impl Server {
             registry,
             shutdown,
             addr,
+            admin_addr,
             tasks,
             _lock: lock,
         })
@@ -161,6 +189,11 @@ impl Server {
     /// The bound address (useful with port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The bound `admin_listen` address, if there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// Whether the host is ready (`/readyz` answers 200 when the store is
