@@ -181,6 +181,7 @@ impl Route {
 struct State {
     config: Vec<(String, String)>,
     routes: Vec<Route>,
+    allowed: Vec<String>,
     inject: Vec<(String, String, String)>,
     logs: Vec<LogLine>,
     sent: Vec<Sent>,
@@ -221,8 +222,19 @@ impl Env {
         self
     }
 
-    /// A header the host adds to every request to `host` (`[[sandbox.inject]]`:
-    /// `host` is the URL's host, or `host:port`).
+    /// An `allowed_hosts` entry (`host` for ports 80 and 443, `host:port`,
+    /// `host:*`), as in the manifest. With none, every host may be called
+    /// (routes decide); with some, a request to any other host fails as
+    /// [`Denied`](crate::http::HttpErrorKind::Denied), as on the host.
+    pub fn allow(self, pattern: impl Into<String>) -> Env {
+        self.state.borrow_mut().allowed.push(pattern.into());
+        self
+    }
+
+    /// A header the host adds to every request to `host`
+    /// (`[[sandbox.inject]]`; `host` is a pattern as in
+    /// [`allow`](Env::allow)). A later injection of the same header wins,
+    /// as on the host.
     pub fn inject(
         self,
         host: impl Into<String>,
@@ -320,17 +332,29 @@ pub(crate) fn send(
     let method = req.method.as_str();
     let env = current(&format!("http::send ({method} {})", req.url));
     let mut state = env.state.borrow_mut();
-    let authority = url.authority.as_str();
-    let host_only = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(v6),
-        None => authority.split(':').next().unwrap_or(authority),
-    };
-    let injected: Vec<(String, String)> = state
-        .inject
-        .iter()
-        .filter(|(host, _, _)| host == host_only || host == authority)
-        .map(|(_, k, v)| (k.clone(), v.clone()))
-        .collect();
+    let (host, port) = host_port(url);
+    if !state.allowed.is_empty()
+        && !state
+            .allowed
+            .iter()
+            .any(|p| pattern_matches(p, &host, port))
+    {
+        drop(state);
+        return Err(crate::http::HttpError::new(
+            method,
+            &req.url,
+            crate::http::HttpErrorKind::Denied,
+            "the host is not in the test's allowed hosts (inlet_sdk::testing::Env::allow)",
+        ));
+    }
+    // Later injections of a header replace earlier ones, as on the host.
+    let mut injected: Vec<(String, String)> = Vec::new();
+    for (pattern, k, v) in &state.inject {
+        if pattern_matches(pattern, &host, port) {
+            injected.retain(|(name, _)| !name.eq_ignore_ascii_case(k));
+            injected.push((k.clone(), v.clone()));
+        }
+    }
     state.sent.push(Sent {
         method: method.to_string(),
         url: req.url.clone(),
@@ -367,6 +391,51 @@ pub(crate) fn send(
         route.headers,
         route.body,
     ))
+}
+
+/// The URL's host (lowercase, no brackets) and port (the scheme's when
+/// none is written).
+#[cfg_attr(target_family = "wasm", allow(dead_code))]
+fn host_port(url: &crate::http::url::Url) -> (String, u16) {
+    let default = match url.scheme {
+        crate::http::url::Scheme::Http => 80,
+        crate::http::url::Scheme::Https => 443,
+    };
+    split_host_port(&url.authority, default)
+}
+
+#[cfg_attr(target_family = "wasm", allow(dead_code))]
+fn split_host_port(authority: &str, default: u16) -> (String, u16) {
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((h, rest)) => (h, rest.strip_prefix(':')),
+            None => (v6, None),
+        },
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    (
+        host.to_ascii_lowercase(),
+        port.and_then(|p| p.parse().ok()).unwrap_or(default),
+    )
+}
+
+/// The host's `allowed_hosts` rule: a bare host means ports 80 and 443,
+/// `host:port` that port, `host:*` any; hosts compare case-insensitively.
+#[cfg_attr(target_family = "wasm", allow(dead_code))]
+fn pattern_matches(pattern: &str, host: &str, port: u16) -> bool {
+    if let Some(h) = pattern.strip_suffix(":*") {
+        return split_host_port(h, 0).0 == host;
+    }
+    // Port 0: none written.
+    let (p_host, p_port) = split_host_port(pattern, 0);
+    p_host == host
+        && match p_port {
+            0 => port == 80 || port == 443,
+            p => p == port,
+        }
 }
 
 #[cfg(test)]
@@ -442,6 +511,35 @@ mod tests {
         assert_eq!(sent[0].header("authorization"), Some("Bearer t"));
         assert_eq!(sent[0].connector_header("authorization"), None);
         assert_eq!(sent[0].header("x-mine"), Some("1"));
+    }
+
+    #[test]
+    fn hosts_match_like_the_hosts_allowed_hosts() {
+        assert!(pattern_matches("api.example.com", "api.example.com", 443));
+        assert!(pattern_matches("API.example.com", "api.example.com", 80));
+        assert!(!pattern_matches("api.example.com", "api.example.com", 8443));
+        assert!(pattern_matches(
+            "api.example.com:8443",
+            "api.example.com",
+            8443
+        ));
+        assert!(pattern_matches("127.0.0.1:*", "127.0.0.1", 9));
+        assert!(pattern_matches("[::1]:9", "::1", 9));
+        assert!(!pattern_matches("a.example.com", "b.example.com", 443));
+        // Injection follows the same rule, and `allow` denies the rest.
+        let env = Env::new()
+            .allow("127.0.0.1:9")
+            .inject("127.0.0.1", "authorization", "Bearer default-ports-only")
+            .inject("127.0.0.1:9", "x-key", "k1")
+            .inject("127.0.0.1:*", "x-key", "k2")
+            .route(Route::get("http://127.0.0.1:9/items").any_query());
+        env.pull::<Echo>(None, None).unwrap();
+        let sent = &env.sent()[0];
+        assert_eq!(sent.header("authorization"), None, "a bare host is 80/443");
+        assert_eq!(sent.header("x-key"), Some("k2"), "the later injection wins");
+        let denied = Env::new().allow("api.example.com");
+        let err = denied.pull::<Echo>(None, None).unwrap_err();
+        assert!(err.to_string().contains("allowed hosts"), "{err}");
     }
 
     #[test]

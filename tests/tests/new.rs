@@ -38,7 +38,7 @@ async fn inlet_new_crates_test_build_check_and_serve_without_edits() {
     let work = tempfile::tempdir().unwrap();
     for (name, flags, push, pull) in [
         ("orders-hook", &["--push"][..], true, false),
-        ("items-feed", &["--pull"][..], false, true),
+        ("result", &["--pull"][..], false, true),
         ("both_ways", &["--push", "--pull"][..], true, true),
     ] {
         let started = Instant::now();
@@ -125,11 +125,16 @@ async fn inlet_new_crates_test_build_check_and_serve_without_edits() {
         }
     }
     // Names that cannot be a source or a crate are refused, naming why.
-    let out = Command::new(BIN)
-        .args(["new", "9lives", "--dir"])
-        .arg(work.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be a connector name"));
+    for bad in ["9lives", "match", "serde-json", "inlet-sdk", "a.b"] {
+        let out = Command::new(BIN)
+            .args(["new", bad, "--dir"])
+            .arg(work.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{bad}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("cannot be a connector name"),
+            "{bad}"
+        );
+    }
 }

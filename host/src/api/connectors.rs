@@ -98,6 +98,7 @@ async fn status(
                 // serves, and the operator should know it is not theirs.
                 "stale"
             } else if pull.state == Some(PullState::Failing)
+                || state.push_failing()
                 || (last_error.is_some() && pull.state != Some(PullState::Ok))
             {
                 "failing"
@@ -209,7 +210,6 @@ pub async fn pull_now(api: &Api, name: &str) -> Result<Resp, ApiError> {
                     PullState::Backoff
                 });
                 pull.last_pull_ms = Some(crate::store::now_ms());
-                pull.consecutive_failures = pull.consecutive_failures.saturating_add(1);
                 pull.last_error = Some(err.to_string());
             }
             state.set_error(Some(err.to_string()));

@@ -100,18 +100,15 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
             f.remove("message");
             let outcome = f.get("outcome").and_then(Value::as_str).unwrap_or("");
             match outcome {
-                // The response to the last request sent for this URI.
+                // The response to the request with its number.
                 "answered" | "failed" => {
-                    let what = f.get("request").and_then(Value::as_str).unwrap_or("");
-                    if let Some(req) = captured.outbound.iter_mut().rev().find(|r| {
-                        format!(
-                            "{} {}",
-                            r["method"].as_str().unwrap_or(""),
-                            r["uri"].as_str().unwrap_or("")
-                        ) == what
-                            && r.get("status").is_none()
-                            && r.get("error").is_none()
-                    }) {
+                    let seq = f.get("seq").cloned();
+                    if let Some(req) = captured
+                        .outbound
+                        .iter_mut()
+                        .rev()
+                        .find(|r| r.get("seq") == seq.as_ref() && r["outcome"] == "sent")
+                    {
                         req["outcome"] = outcome.into();
                         if let Some(s) = f.get("status") {
                             req["status"] = s.clone();
@@ -166,7 +163,12 @@ fn error_json(err: &CallError) -> Value {
 }
 
 /// Runs the call; prints the outcome; `Ok(false)` when the call failed.
-pub async fn run(file: &Path, manifest: Option<&Path>, call: InvokeCall) -> anyhow::Result<bool> {
+pub async fn run(
+    file: &Path,
+    manifest: Option<&Path>,
+    host_config: Option<&Path>,
+    call: InvokeCall,
+) -> anyhow::Result<bool> {
     let captured = Arc::new(Mutex::new(Captured::default()));
     // The host's own warnings still go to stderr; the connector's lines
     // and requests are captured for the answer.
@@ -208,10 +210,15 @@ pub async fn run(file: &Path, manifest: Option<&Path>, call: InvokeCall) -> anyh
     let code = tokio::task::spawn_blocking(move || rt.link(&rt.compile(&bytes)?))
         .await?
         .with_context(|| format!("{}: cannot be loaded", file.display()))?;
+    // The host's sandbox defaults (deadlines, limits) from its inlet.toml.
+    let defaults = match host_config {
+        Some(path) => HostConfig::load(path)?.sandbox,
+        None => HostConfig::default().sandbox,
+    };
     let sandbox = Arc::new(Sandbox::resolve(
         &name,
         &manifest,
-        &HostConfig::default().sandbox,
+        &defaults,
         &manifest_path,
         Arc::default(),
     )?);
@@ -248,9 +255,25 @@ pub async fn run(file: &Path, manifest: Option<&Path>, call: InvokeCall) -> anyh
                     let (k, v) = h
                         .split_once(':')
                         .with_context(|| format!("--header `{h}` is not `Name: value`"))?;
-                    Ok((k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                    let name = http::HeaderName::from_bytes(k.trim().as_bytes())
+                        .with_context(|| format!("--header `{h}`: not a header name"))?;
+                    Ok((name, v.trim().to_string()))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            // As on the host: the credentials the manifest's scheme checks
+            // (and Authorization, Cookie) never reach the connector.
+            let verifier = crate::registry::Verifier::build(&manifest.push.auth, &manifest_path)?;
+            let (withheld, headers): (Vec<_>, Vec<_>) = headers
+                .into_iter()
+                .partition(|(name, _)| verifier.is_credential(name));
+            out["withheld_headers"] = withheld
+                .iter()
+                .map(|(n, _)| Value::from(n.as_str()))
+                .collect();
+            let headers = headers
+                .into_iter()
+                .map(|(n, v)| (n.as_str().to_string(), v))
+                .collect();
             let request = PushRequest {
                 method,
                 path,
@@ -296,6 +319,7 @@ pub async fn run(file: &Path, manifest: Option<&Path>, call: InvokeCall) -> anyh
             let mut events = Vec::new();
             let mut batches = 0;
             let mut ok = true;
+            let started = std::time::Instant::now();
             loop {
                 batches += 1;
                 match runtime
@@ -305,11 +329,24 @@ pub async fn run(file: &Path, manifest: Option<&Path>, call: InvokeCall) -> anyh
                     Ok(r) => {
                         events.extend(r.events.iter().map(event_json));
                         out["has_more"] = r.has_more.into();
+                        // As a scheduled run: has-more without a new
+                        // checkpoint would ask the same again; stop.
+                        let stalled =
+                            r.has_more && (r.checkpoint.is_none() || r.checkpoint == since);
                         if let Some(cp) = r.checkpoint {
                             since = Some(cp);
                         }
                         out["checkpoint"] = since.clone().into();
-                        if !r.has_more || batches >= budget {
+                        if stalled {
+                            out["stopped"] =
+                                "has-more without a new checkpoint: a scheduled run stops here too"
+                                    .into();
+                            break;
+                        }
+                        if !r.has_more
+                            || batches >= budget
+                            || started.elapsed() >= manifest.pull.max_run_time
+                        {
                             break;
                         }
                     }

@@ -77,6 +77,9 @@ pub enum Command {
         /// Its `NAME.toml` (grants, injections, deadlines, `[config]`).
         #[arg(long)]
         manifest: Option<PathBuf>,
+        /// The host's `inlet.toml`, for its `[sandbox]` defaults.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
         #[command(subcommand)]
         call: invoke::InvokeCall,
     },
@@ -172,8 +175,9 @@ pub fn main() -> ExitCode {
             Command::Invoke {
                 file,
                 manifest,
+                config,
                 call,
-            } => match invoke::run(&file, manifest.as_deref(), call).await {
+            } => match invoke::run(&file, manifest.as_deref(), config.as_deref(), call).await {
                 Ok(true) => Ok(()),
                 Ok(false) => std::process::exit(1),
                 Err(err) => Err(err),

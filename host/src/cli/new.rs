@@ -27,6 +27,12 @@ pub fn run(
             "`{name}` cannot be a connector name: use letters, digits, `-` and `_`, starting with a letter, at most 64 (it is the source name in /ingest/NAME and the crate's name)"
         );
     }
+    let krate = name.replace('-', "_");
+    if RESERVED.contains(&krate.as_str()) {
+        bail!(
+            "`{name}` cannot be a connector name: as a crate it would be `{krate}`, a Rust keyword or a crate the connector uses; choose another"
+        );
+    }
     let (push, pull) = if !push && !pull {
         (true, false)
     } else {
@@ -49,9 +55,12 @@ pub fn run(
             }
             format!("inlet-sdk = {{ path = {:?} }}", path.display().to_string())
         }
-        None => format!("inlet-sdk = \"{}\"", env!("CARGO_PKG_VERSION")),
+        // The SDK is not on crates.io: without the checkout there is
+        // nothing to depend on.
+        None => bail!(
+            "cannot find the inlet-sdk crate (the checkout inlet was built from is gone); pass --sdk PATH to the sdk/ directory of an Inlet checkout"
+        ),
     };
-    let krate = name.replace('-', "_");
     let files = [
         ("Cargo.toml", cargo_toml(name, &sdk_dep)),
         ("src/lib.rs", lib_rs(name, push, pull)),
@@ -79,6 +88,70 @@ pub fn run(
     println!("Deploy: copy the .wasm to PLUGINS/{name}.wasm and {name}.toml beside it.");
     Ok(())
 }
+
+/// Crate names that cannot be: Rust keywords (the test file `use`s the
+/// crate) and the crates the generated code depends on.
+const RESERVED: &[&str] = &[
+    "as",
+    "async",
+    "await",
+    "box",
+    "break",
+    "const",
+    "continue",
+    "crate",
+    "dyn",
+    "else",
+    "enum",
+    "extern",
+    "false",
+    "fn",
+    "for",
+    "gen",
+    "if",
+    "impl",
+    "in",
+    "let",
+    "loop",
+    "match",
+    "mod",
+    "move",
+    "mut",
+    "pub",
+    "ref",
+    "return",
+    "self",
+    "static",
+    "struct",
+    "super",
+    "trait",
+    "true",
+    "try",
+    "type",
+    "unsafe",
+    "use",
+    "where",
+    "while",
+    "yield",
+    "abstract",
+    "become",
+    "do",
+    "final",
+    "macro",
+    "override",
+    "priv",
+    "typeof",
+    "unsized",
+    "virtual",
+    "std",
+    "core",
+    "alloc",
+    "proc_macro",
+    "test",
+    "inlet_sdk",
+    "serde",
+    "serde_json",
+];
 
 fn modes(push: bool, pull: bool) -> &'static str {
     match (push, pull) {
@@ -219,7 +292,7 @@ fn struct_name(name: &str) -> String {
             out.push_str(chars.as_str());
         }
     }
-    // Not a name the generated code imports.
+    // Not a name the generated code imports or takes from the prelude.
     if [
         "Connector",
         "Descriptor",
@@ -230,6 +303,16 @@ fn struct_name(name: &str) -> String {
         "PullBatch",
         "Env",
         "Route",
+        "Result",
+        "Ok",
+        "Err",
+        "Option",
+        "Some",
+        "None",
+        "String",
+        "Vec",
+        "Box",
+        "Self",
     ]
     .contains(&out.as_str())
     {

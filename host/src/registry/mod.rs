@@ -177,7 +177,6 @@ impl Registry {
             .clone()
     }
 
-    /// Names with state (loaded now or earlier), sorted.
     /// The sources to list: loaded, or with a file in the plugins
     /// directory (failed to load). A source whose file is gone is not
     /// listed; its status, events and checkpoints stay reachable by name.
@@ -195,6 +194,7 @@ impl Registry {
         v
     }
 
+    /// Names with state (loaded now or earlier, or tried), sorted.
     pub fn known_sources(&self) -> Vec<String> {
         let mut v: Vec<_> = self
             .sources

@@ -291,8 +291,16 @@ impl SourceState {
 
     /// A push failed in the connector: its error is the source's last.
     pub fn push_failed(&self, e: String) {
+        // The error first: a push completing in between clears the flag
+        // only after the error it would clear is there.
+        let mut last = self.last_error.lock().expect("lock");
+        *last = Some(e);
         self.push_failing.store(true, Ordering::Relaxed);
-        self.set_error(Some(e));
+    }
+
+    /// Whether the last push the connector ran failed.
+    pub fn push_failing(&self) -> bool {
+        self.push_failing.load(Ordering::Relaxed)
     }
 
     /// A push completed: an error an earlier push left is cleared (one

@@ -180,6 +180,9 @@ pub(crate) struct Outbound {
     call_limit: u32,
     host_slots: Arc<Semaphore>,
     refused: bool,
+    /// Numbers the call's requests in the `inlet::outbound` trace events,
+    /// so a response is matched to its request.
+    next_seq: u32,
 }
 
 impl Outbound {
@@ -198,6 +201,7 @@ impl Outbound {
             call_limit: sandbox.max_outbound_requests,
             host_slots,
             refused: false,
+            next_seq: 0,
         }
     }
 }
@@ -220,12 +224,14 @@ impl WasiHttpHooks for Outbound {
             > + Send,
     > {
         drop(fut);
+        self.next_seq += 1;
+        let seq = self.next_seq;
         let uri = request.uri();
         let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
         let host = uri.host().unwrap_or("").to_string();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         if !self.grant.allows(&host, port) {
-            tracing::debug!(target: "inlet::outbound", method = %request.method(), uri = %uri, outcome = "denied", "Outbound request.");
+            tracing::debug!(target: "inlet::outbound", seq, method = %request.method(), uri = %uri, outcome = "denied", "Outbound request.");
             tracing::warn!(
                 connector = %self.connector,
                 host = %host,
@@ -235,7 +241,7 @@ impl WasiHttpHooks for Outbound {
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         let Ok(call_slot) = self.call_slots.clone().try_acquire_owned() else {
-            tracing::debug!(target: "inlet::outbound", method = %request.method(), uri = %uri, outcome = "refused", "Outbound request.");
+            tracing::debug!(target: "inlet::outbound", seq, method = %request.method(), uri = %uri, outcome = "refused", "Outbound request.");
             if !std::mem::replace(&mut self.refused, true) {
                 tracing::warn!(
                     connector = %self.connector,
@@ -245,14 +251,19 @@ impl WasiHttpHooks for Outbound {
             }
             return Box::new(async { Err(wasmtime_wasi_http::Error::ConnectionLimitReached) });
         };
-        let mut injected = Vec::new();
         for (name, value) in self.grant.injections_for(&host, port) {
             request.headers_mut().insert(name.clone(), value.clone());
-            injected.push(name.as_str());
         }
         // Names only: an injected value is a secret. (`inlet invoke`
         // prints these events; the host logs them at debug.)
-        tracing::debug!(target: "inlet::outbound", method = %request.method(), uri = %request.uri(), injected = %injected.join(","), outcome = "sent", "Outbound request.");
+        if tracing::enabled!(target: "inlet::outbound", tracing::Level::DEBUG) {
+            let injected: Vec<&str> = self
+                .grant
+                .injections_for(&host, port)
+                .map(|(n, _)| n.as_str())
+                .collect();
+            tracing::debug!(target: "inlet::outbound", seq, method = %request.method(), uri = %request.uri(), injected = %injected.join(","), outcome = "sent", "Outbound request.");
+        }
         // The source gets what is left of the call less a margin, so that a
         // slow source ends as a timeout the guest sees (and returns as
         // `unavailable`) before the call's own deadline.
@@ -279,11 +290,11 @@ impl WasiHttpHooks for Outbound {
             let (res, io) = match sent {
                 Ok(sent) => sent,
                 Err(err) => {
-                    tracing::debug!(target: "inlet::outbound", request = %what, error = %err, outcome = "failed", "Outbound response.");
+                    tracing::debug!(target: "inlet::outbound", seq, error = %err, outcome = "failed", "Outbound response.");
                     return Err(err);
                 }
             };
-            tracing::debug!(target: "inlet::outbound", request = %what, status = res.status().as_u16(), outcome = "answered", "Outbound response.");
+            tracing::debug!(target: "inlet::outbound", seq, status = res.status().as_u16(), outcome = "answered", "Outbound response.");
             drop(head);
             // The connection task holds both slots until it ends.
             let io = async move {
