@@ -51,6 +51,22 @@ pub struct HostConfig {
     pub compaction_interval: Duration,
     /// Where events, dedup marks and checkpoints live.
     pub store: StoreConfig,
+    /// TLS on the listeners (both, with `admin_listen`): HTTP/1.1 and
+    /// HTTP/2 over TLS 1.2/1.3 only.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[tls]`: the listeners' certificate (PEM files, re-read when they
+/// change), and optionally the CA whose client certificates are required.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// Require client certificates issued by this CA (mutual TLS).
+    pub client_ca_file: Option<PathBuf>,
 }
 
 impl Default for HostConfig {
@@ -69,6 +85,7 @@ impl Default for HostConfig {
             sandbox: SandboxDefaults::default(),
             compaction_interval: Duration::from_secs(60),
             store: StoreConfig::default(),
+            tls: None,
         }
     }
 }
@@ -254,6 +271,11 @@ impl HostConfig {
         let mut config: HostConfig = parse_toml(path, &text)?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.plugins_dir = base.join(&config.plugins_dir);
+        if let Some(tls) = &mut config.tls {
+            tls.cert_file = base.join(&tls.cert_file);
+            tls.key_file = base.join(&tls.key_file);
+            tls.client_ca_file = tls.client_ca_file.as_ref().map(|p| base.join(p));
+        }
         config.data_dir = base.join(&config.data_dir);
         if let Some(creds) = &config.store.creds_file {
             config.store.creds_file = Some(base.join(creds));

@@ -9,7 +9,7 @@ mod manifest;
 mod secret;
 
 pub use duration::parse_duration;
-pub use host::{HostConfig, Limits, SandboxDefaults, StoreConfig, StoreKind};
+pub use host::{HostConfig, Limits, SandboxDefaults, StoreConfig, StoreKind, TlsConfig};
 pub use manifest::SqlSection;
 pub use manifest::{
     AuthConfig, AuthScheme, DEFAULT_DEDUP_WINDOW, DeadLetterClass, Inject, Manifest, PullSection,
