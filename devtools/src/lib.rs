@@ -7,12 +7,15 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// What `inlet serve` prints on stdout once it listens, before the address.
+/// What `inlet serve` prints on stdout once it listens, before the address
+/// (`https://` with `[tls]`).
 pub const LISTENING: &str = "listening on http://";
 
-/// The `host:port` of a "listening on http://..." line, if it is one.
+/// The `host:port` of a "listening on http(s)://..." line, if it is one.
 pub fn listening_addr(line: &str) -> Option<&str> {
-    line.trim().strip_prefix(LISTENING)
+    let line = line.trim();
+    line.strip_prefix(LISTENING)
+        .or_else(|| line.strip_prefix("listening on https://"))
 }
 
 /// The crates (directory names with a `Cargo.toml`) under `root/dir`,

@@ -216,7 +216,7 @@ async fn serve(config: HostConfig, options: ServeOptions) -> anyhow::Result<()> 
         use tokio::signal::unix::{SignalKind, signal};
         match signal(SignalKind::hangup()) {
             Ok(hup) => {
-                tokio::spawn(reload_on_sighup(server.registry(), hup));
+                tokio::spawn(reload_on_sighup(server.registry(), server.tls(), hup));
             }
             Err(err) => {
                 tracing::warn!(error = %err, "Cannot install a SIGHUP handler; use POST /v1/reload to reload.");
@@ -224,9 +224,14 @@ async fn serve(config: HostConfig, options: ServeOptions) -> anyhow::Result<()> 
         }
     }
     // Printed on stdout so scripts (and tests) can find the port.
-    println!("listening on http://{}", server.addr());
+    let scheme = if server.tls().is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("listening on {scheme}://{}", server.addr());
     if let Some(admin) = server.admin_addr() {
-        println!("admin listening on http://{admin}");
+        println!("admin listening on {scheme}://{admin}");
     }
     stop.next().await;
     tracing::info!("Signal received; a second signal exits at once.");
@@ -239,15 +244,20 @@ async fn serve(config: HostConfig, options: ServeOptions) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// SIGHUP rescans the plugins directory, like `POST /v1/reload`.
+/// SIGHUP rescans the plugins directory, like `POST /v1/reload`, and re-reads
+/// the TLS certificate.
 #[cfg(unix)]
 async fn reload_on_sighup(
     registry: Arc<crate::registry::Registry>,
+    tls: Option<Arc<crate::server::Tls>>,
     mut hup: tokio::signal::unix::Signal,
 ) {
     while hup.recv().await.is_some() {
         let changed = registry.scan().await;
         tracing::info!(changed = ?changed, "SIGHUP: plugins directory rescanned.");
+        if let Some(tls) = &tls {
+            tls.reload();
+        }
     }
 }
 

@@ -6,7 +6,8 @@ use crate::api::{Api, Surface};
 use crate::conns::Admission;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -16,10 +17,19 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
+/// HTTP/2 streams one connection may have open (each request still takes
+/// the push slots, rate tokens and byte budgets an HTTP/1.1 request does).
+const H2_MAX_STREAMS: u32 = 128;
+/// HTTP/2 header list bytes per request (hyper's HTTP/1.1 reads at most
+/// about 400 KiB of head).
+const H2_MAX_HEADER_LIST: u32 = 64 * 1024;
+
 /// What the accept loop needs.
 pub(super) struct Listener {
     pub api: Arc<Api>,
     pub surface: Surface,
+    /// TLS (HTTP/1.1 and HTTP/2 by ALPN) when `[tls]` is set.
+    pub tls: Option<Arc<super::tls::Tls>>,
     pub admission: Arc<Admission>,
     /// Connections being refused at once (each holds a descriptor while it
     /// is answered); past it a connection is closed without an answer.
@@ -98,6 +108,50 @@ pub(super) async fn accept_loop(listen: Listener, listener: TcpListener, tasks: 
             }
             .instrument(span)
         });
+        if let Some(tls) = &listen.tls {
+            // The handshake off the accept loop, bounded like a header
+            // read: a client that never finishes it holds nothing long.
+            let acceptor = tls.acceptor.clone();
+            let watcher = graceful.watcher();
+            let handshake_timeout = listen.header_read_timeout;
+            tasks.spawn(async move {
+                let _grant = grant;
+                let stream =
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(err)) => {
+                            tracing::debug!(%peer, error = %err, "TLS handshake failed.");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out.");
+                            return;
+                        }
+                    };
+                let mut builder = auto::Builder::new(TokioExecutor::new());
+                builder
+                    .http1()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(handshake_timeout);
+                // HTTP/2 under the same budgets: streams per connection
+                // are capped, headers as large as HTTP/1.1 allows, and
+                // every request takes the same slots and budgets.
+                builder
+                    .http2()
+                    .timer(TokioTimer::new())
+                    .max_concurrent_streams(H2_MAX_STREAMS)
+                    .max_header_list_size(H2_MAX_HEADER_LIST)
+                    .keep_alive_interval(Some(Duration::from_secs(30)))
+                    .keep_alive_timeout(Duration::from_secs(20));
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
+                if let Err(err) = watcher.watch(conn).await {
+                    tracing::debug!(%peer, error = %err, "Connection ended with an error.");
+                }
+            });
+            continue;
+        }
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(listen.header_read_timeout)

@@ -5,6 +5,9 @@
 
 mod accept;
 mod retention;
+mod tls;
+
+pub use tls::Tls;
 
 use crate::api::{Api, Surface, tokens};
 use crate::config::{HostConfig, StoreKind};
@@ -45,6 +48,8 @@ pub struct Server {
     addr: SocketAddr,
     /// The `admin_listen` address, bound.
     admin_addr: Option<SocketAddr>,
+    /// The listeners' TLS, when `[tls]` is set.
+    tls: Option<Arc<Tls>>,
     tasks: TaskTracker,
     /// Held for the host's lifetime: one `inlet serve` per data directory.
     _lock: DataDirLock,
@@ -122,6 +127,12 @@ impl Server {
         registry.scan().await;
         api.ready.store(true, Ordering::Release);
 
+        // TLS first: a bad certificate refuses the start before any port
+        // is bound.
+        let tls = match &config.tls {
+            Some(t) => Some(Tls::load(t)?),
+            None => None,
+        };
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -138,6 +149,7 @@ impl Server {
                 accept::Listener {
                     api: api.clone(),
                     surface: Surface::Admin,
+                    tls: tls.clone(),
                     admission: admission.clone(),
                     refusals: refusals.clone(),
                     header_read_timeout: config.limits.header_read_timeout,
@@ -150,6 +162,7 @@ impl Server {
         tasks.spawn(accept::accept_loop(
             accept::Listener {
                 api: api.clone(),
+                tls: tls.clone(),
                 surface: if admin_addr.is_some() {
                     Surface::Ingest
                 } else {
@@ -171,6 +184,9 @@ impl Server {
             shutdown.clone(),
         ));
         tasks.spawn(crate::registry::watch(registry.clone(), shutdown.clone()));
+        if let Some(tls) = &tls {
+            tasks.spawn(tls::watch(tls.clone(), shutdown.clone()));
+        }
         tasks.spawn(scheduler.start());
         tracing::info!(%addr, admin = ?admin_addr, connectors = registry.all().len(), "Inlet is listening.");
         Ok(Server {
@@ -181,6 +197,7 @@ impl Server {
             shutdown,
             addr,
             admin_addr,
+            tls,
             tasks,
             _lock: lock,
         })
@@ -189,6 +206,11 @@ impl Server {
     /// The bound address (useful with port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The listeners' TLS (to reload its certificate on SIGHUP).
+    pub fn tls(&self) -> Option<Arc<Tls>> {
+        self.tls.clone()
     }
 
     /// The bound `admin_listen` address, if there is one.

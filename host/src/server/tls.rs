@@ -61,9 +61,17 @@ fn certified_key(config: &TlsConfig) -> anyhow::Result<CertifiedKey> {
         .with_context(|| format!("[tls] cert_file {}: cannot read", cert_path.display()))?;
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| anyhow::anyhow!("[tls] cert_file {}: not PEM certificates: {e}", cert_path.display()))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "[tls] cert_file {}: not PEM certificates: {e}",
+                cert_path.display()
+            )
+        })?;
     let Some(leaf) = chain.first() else {
-        bail!("[tls] cert_file {}: holds no certificate (BEGIN CERTIFICATE)", cert_path.display());
+        bail!(
+            "[tls] cert_file {}: holds no certificate (BEGIN CERTIFICATE)",
+            cert_path.display()
+        );
     };
     check_validity(leaf, cert_path)?;
     let pem = std::fs::read(key_path)
@@ -92,8 +100,12 @@ fn certified_key(config: &TlsConfig) -> anyhow::Result<CertifiedKey> {
 /// Refuses a certificate that is expired or not valid yet.
 fn check_validity(leaf: &CertificateDer<'_>, path: &Path) -> anyhow::Result<()> {
     use x509_cert::der::Decode as _;
-    let cert = x509_cert::Certificate::from_der(leaf)
-        .map_err(|e| anyhow::anyhow!("[tls] cert_file {}: not an X.509 certificate: {e}", path.display()))?;
+    let cert = x509_cert::Certificate::from_der(leaf).map_err(|e| {
+        anyhow::anyhow!(
+            "[tls] cert_file {}: not an X.509 certificate: {e}",
+            path.display()
+        )
+    })?;
     let validity = &cert.tbs_certificate.validity;
     let now = SystemTime::now();
     let not_after = validity.not_after.to_system_time();
@@ -145,7 +157,10 @@ impl Tls {
                     })?;
                 }
                 if roots.is_empty() {
-                    bail!("[tls] client_ca_file {}: holds no certificate", path.display());
+                    bail!(
+                        "[tls] client_ca_file {}: holds no certificate",
+                        path.display()
+                    );
                 }
                 let verifier =
                     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
