@@ -128,6 +128,8 @@ pub enum ApiError {
     NotKept { failure: String, error: StoreError },
     /// No dead letter with this id (404).
     UnknownDeadLetter(String),
+    /// The sender's address is not in the source's `allowed_ips` (403).
+    AddressNotAllowed(std::net::IpAddr),
 }
 
 impl ApiError {
@@ -167,6 +169,7 @@ impl ApiError {
             | ApiError::StoreDown(_)
             | ApiError::NotKept { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::UnknownDeadLetter(_) => StatusCode::NOT_FOUND,
+            ApiError::AddressNotAllowed(_) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -206,6 +209,7 @@ impl ApiError {
             ApiError::NotReady => "not_ready",
             ApiError::StoreDown(_) | ApiError::NotKept { .. } => "store_unavailable",
             ApiError::UnknownDeadLetter(_) => "unknown_dead_letter",
+            ApiError::AddressNotAllowed(_) => "forbidden",
         }
     }
 
@@ -302,6 +306,9 @@ impl ApiError {
                 "the connector failed on this request ({failure}) and it could not be kept as a dead letter (the store failed); nothing was stored: retry"
             ),
             ApiError::UnknownDeadLetter(id) => format!("no dead letter `{id}`"),
+            ApiError::AddressNotAllowed(ip) => {
+                format!("pushes from {ip} are not allowed for this source")
+            }
         }
     }
 

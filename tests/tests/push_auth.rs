@@ -611,3 +611,82 @@ async fn the_connector_never_sees_the_credentials_the_host_checked() {
     assert!(!seen.iter().any(|h| h == "x-hub-signature-256"), "{seen:?}");
     assert!(seen.iter().any(|h| h == "x-github-event"), "{seen:?}");
 }
+
+/// `[push] allowed_ips` and `trusted_proxies`: a sender from elsewhere gets
+/// 403 before its body is read; behind a trusted proxy the sender is the
+/// rightmost `X-Forwarded-For` address it appended, and an untrusted peer's
+/// header is not believed. (127.0.0.1 and 127.0.0.2 are both loopback.)
+#[tokio::test]
+async fn allowed_ips_and_trusted_proxies_decide_who_may_push() {
+    let host = TestHost::start_with(
+        &[
+            (
+                "direct",
+                plugins::WEBHOOK_JSON,
+                Some("[push]\nallowed_ips = [\"127.0.0.2\"]\n"),
+            ),
+            (
+                "proxied",
+                plugins::WEBHOOK_JSON,
+                Some("[push]\nallowed_ips = [\"192.0.2.0/24\", \"2001:db8::/32\"]\n"),
+            ),
+        ],
+        |c| c.trusted_proxies = vec!["127.0.0.1/32".into()],
+    )
+    .await;
+    let from = |ip: [u8; 4]| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(ip))
+            .build()
+            .unwrap()
+    };
+    let (one, two) = (from([127, 0, 0, 1]), from([127, 0, 0, 2]));
+    let push = |client: &reqwest::Client, source: &str, xff: Option<&str>| {
+        let mut req = client
+            .post(host.url(&format!("/ingest/{source}")))
+            .body(r#"{"id":"x"}"#);
+        if let Some(xff) = xff {
+            req = req.header("x-forwarded-for", xff);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.text().await.unwrap())
+        }
+    };
+    // Direct: only 127.0.0.2.
+    let (code, body) = push(&one, "direct", None).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("127.0.0.1"), "{body}");
+    assert_eq!(push(&two, "direct", None).await.0, 202);
+    // Through the trusted proxy (127.0.0.1): the address it appended.
+    assert_eq!(push(&one, "proxied", Some("192.0.2.7")).await.0, 202);
+    assert_eq!(push(&one, "proxied", Some("2001:db8::5")).await.0, 202);
+    assert_eq!(push(&one, "proxied", None).await.0, 403, "the proxy itself");
+    // A forged entry to the left of what the proxy appended is not believed.
+    assert_eq!(
+        push(&one, "proxied", Some("192.0.2.7, 203.0.113.9"))
+            .await
+            .0,
+        403
+    );
+    // From an untrusted peer the header means nothing.
+    assert_eq!(push(&two, "proxied", Some("192.0.2.7")).await.0, 403);
+    // Refused before the body: a declared 1 GiB body still gets 403.
+    let resp = one
+        .post(host.url("/ingest/direct"))
+        .header("content-length", "1073741824")
+        .body(reqwest::Body::wrap_stream(futures::stream::pending::<
+            Result<bytes::Bytes, std::io::Error>,
+        >()))
+        .timeout(std::time::Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let metrics = host.metrics().await;
+    assert!(
+        metrics.contains(r#"inlet_push_requests_total{source="direct",outcome="forbidden"} 2"#),
+        "{metrics}"
+    );
+}

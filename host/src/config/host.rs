@@ -54,6 +54,11 @@ pub struct HostConfig {
     /// TLS on the listeners (both, with `admin_listen`): HTTP/1.1 and
     /// HTTP/2 over TLS 1.2/1.3 only.
     pub tls: Option<TlsConfig>,
+    /// Proxies (CIDR ranges or addresses) whose `X-Forwarded-For` entries
+    /// are believed, for `[push] allowed_ips`: the sender is the
+    /// rightmost address not appended by one of them. Empty: the peer
+    /// address is the sender, and the header is ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// `[tls]`: the listeners' certificate (PEM files, re-read when they
@@ -86,6 +91,7 @@ impl Default for HostConfig {
             compaction_interval: Duration::from_secs(60),
             store: StoreConfig::default(),
             tls: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -286,6 +292,8 @@ impl HostConfig {
 
     /// Checks values serde cannot: zero limits and out-of-range sizes.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        super::parse_ip_ranges(&self.trusted_proxies)
+            .map_err(|e| ConfigError::invalid(path, "trusted_proxies", e))?;
         let fix = "use a number greater than 0";
         if self.limits.max_body_bytes == 0 {
             return Err(ConfigError::invalid(path, "limits.max_body_bytes", fix));

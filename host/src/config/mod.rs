@@ -164,3 +164,94 @@ mod tests {
         }
     }
 }
+
+/// Parses CIDR ranges or single addresses (`192.0.2.0/24`, `2001:db8::1`);
+/// the error names the entry.
+pub fn parse_ip_ranges(entries: &[String]) -> Result<Vec<ipnet::IpNet>, String> {
+    entries
+        .iter()
+        .map(|e| {
+            let e = e.trim();
+            e.parse::<ipnet::IpNet>()
+                .or_else(|_| e.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map(|n| n.trunc())
+                .map_err(|_| {
+                    format!(
+                        "`{e}` is neither an address nor a CIDR range (192.0.2.0/24, 2001:db8::/32)"
+                    )
+                })
+        })
+        .collect()
+}
+
+/// The sender of a request that reached us from `peer`: the peer itself,
+/// or, when the peer is a trusted proxy, the rightmost `X-Forwarded-For`
+/// address no trusted proxy appended (a malformed entry stops the walk at
+/// the last trusted hop: it cannot be vouched for).
+pub fn client_ip(
+    peer: std::net::IpAddr,
+    forwarded_for: &[&str],
+    trusted: &[ipnet::IpNet],
+) -> std::net::IpAddr {
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    for entry in forwarded_for.iter().rev().flat_map(|h| h.rsplit(',')) {
+        let Ok(ip) = entry.trim().parse::<std::net::IpAddr>() else {
+            return client;
+        };
+        client = ip;
+        if !is_trusted(&ip) {
+            return ip;
+        }
+    }
+    client
+}
+
+#[cfg(test)]
+mod ip_tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_counts_only_as_far_as_trusted_proxies_vouch() {
+        let trusted = parse_ip_ranges(&["127.0.0.1".into(), "10.0.0.0/8".into()]).unwrap();
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        // An untrusted peer is the sender, whatever it claims.
+        assert_eq!(
+            client_ip(ip("127.0.0.2"), &["192.0.2.7"], &trusted),
+            ip("127.0.0.2")
+        );
+        // Through a trusted proxy: the address it appended.
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), &["192.0.2.7"], &trusted),
+            ip("192.0.2.7")
+        );
+        // A spoofed entry on the left is not believed: the rightmost
+        // untrusted one is the sender.
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), &["192.0.2.7, 203.0.113.9"], &trusted),
+            ip("203.0.113.9")
+        );
+        // Two trusted hops, over two headers.
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), &["192.0.2.7", "10.1.2.3"], &trusted),
+            ip("192.0.2.7")
+        );
+        // Nothing forwarded, or garbage: the proxy itself.
+        assert_eq!(client_ip(ip("127.0.0.1"), &[], &trusted), ip("127.0.0.1"));
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), &["nope"], &trusted),
+            ip("127.0.0.1")
+        );
+        // IPv6.
+        let v6 = parse_ip_ranges(&["2001:db8::/32".into()]).unwrap();
+        assert!(v6[0].contains(&ip("2001:db8::1")));
+        assert!(
+            parse_ip_ranges(&["10.0.0.0/33".into()])
+                .unwrap_err()
+                .contains("10.0.0.0/33")
+        );
+    }
+}

@@ -39,6 +39,8 @@ pub struct Ingest {
     pub(crate) admission: Arc<Admission>,
     pub(crate) limits: Limits,
     pub(crate) metrics: Arc<Metrics>,
+    /// `trusted_proxies`: whose `X-Forwarded-For` names the sender.
+    pub(crate) trusted_proxies: Arc<Vec<ipnet::IpNet>>,
 }
 
 /// Handles one push request for `source`; `rest` is the path after it.
@@ -117,6 +119,23 @@ where
         .map(|p| p.0.ip())
         .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
     let (parts, body) = req.into_parts();
+    // Who may push at all, before anything is read.
+    if let Some(allowed) = &connector.push.allowed_ips {
+        let forwarded: Vec<&str> = if ingest.trusted_proxies.is_empty() {
+            Vec::new()
+        } else {
+            parts
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect()
+        };
+        let client = crate::config::client_ip(peer, &forwarded, &ingest.trusted_proxies);
+        if !allowed.iter().any(|n| n.contains(&client)) {
+            return rejected(ApiError::AddressNotAllowed(client));
+        }
+    }
     let max = ingest.limits.max_body_bytes;
     let declared = parts
         .headers

@@ -14,6 +14,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// Authentication, idempotency, rate limit and concurrency of one source.
 pub struct PushPolicy {
     pub verifier: Verifier,
+    /// `allowed_ips`: who may push at all (checked before the body).
+    pub allowed_ips: Option<Vec<ipnet::IpNet>>,
     pub idempotency_header: Option<http::HeaderName>,
     pub dedup_window: Duration,
     limiter: Option<RateLimiter<NotKeyed, InMemoryState, DefaultClock>>,
@@ -39,8 +41,24 @@ impl PushPolicy {
         let limiter = push
             .rate_limit
             .map(|rl| RateLimiter::direct(Quota::per_second(rl.per_second).allow_burst(rl.burst)));
+        let allowed_ips = push
+            .allowed_ips
+            .as_ref()
+            .map(|list| {
+                if list.is_empty() {
+                    return Err(ConfigError::invalid(
+                        path,
+                        "push.allowed_ips",
+                        "an empty list would refuse every sender; remove the key to allow any",
+                    ));
+                }
+                crate::config::parse_ip_ranges(list)
+                    .map_err(|e| ConfigError::invalid(path, "push.allowed_ips", e))
+            })
+            .transpose()?;
         Ok(PushPolicy {
             verifier: Verifier::build(&push.auth, path)?,
+            allowed_ips,
             idempotency_header,
             dedup_window: manifest.dedup_window(),
             limiter,

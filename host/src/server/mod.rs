@@ -111,6 +111,10 @@ impl Server {
                 admission: admission.clone(),
                 limits: config.limits.clone(),
                 metrics: metrics.clone(),
+                trusted_proxies: Arc::new(
+                    crate::config::parse_ip_ranges(&config.trusted_proxies)
+                        .map_err(|e| anyhow::anyhow!("inlet.toml: trusted_proxies: {e}"))?,
+                ),
             },
             scheduler: scheduler.clone(),
             registry: registry.clone(),

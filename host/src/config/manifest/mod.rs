@@ -67,6 +67,11 @@ pub struct PushSection {
     pub max_in_flight: Option<u32>,
     /// Pushes the connector failed on, kept for replay.
     pub dead_letters: DeadLettersConfig,
+    /// Sender addresses allowed to push (CIDR ranges or addresses, IPv4
+    /// and IPv6); others get 403 before their body is read. Behind a
+    /// proxy, the address is read from `X-Forwarded-For` as far as
+    /// `trusted_proxies` in `inlet.toml` vouch for it.
+    pub allowed_ips: Option<Vec<String>>,
 }
 
 /// `[push] dead_letters = { keep = "14d", max_bytes = 67108864, on = [...] }`:
