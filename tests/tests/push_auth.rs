@@ -690,3 +690,122 @@ async fn allowed_ips_and_trusted_proxies_decide_who_may_push() {
         "{metrics}"
     );
 }
+
+/// `scheme = "hmac"`: a Slack-style template (timestamp header, `v0=`
+/// prefix, `v0:{ts}:{body}` signed) through the real host: accepted when
+/// signed by either of two secrets; a tampered body, a wrong secret, a
+/// stale or future timestamp, a truncated or missing signature, another
+/// scheme's signature and a missing header are 401 with nothing stored.
+#[tokio::test]
+async fn an_hmac_template_checks_slack_style_signatures() {
+    let host = TestHost::start_with(
+        &[(
+            "slack",
+            plugins::WEBHOOK_JSON,
+            Some(
+                r#"[push]
+auth = { scheme = "hmac", algorithm = "sha256", header = "X-Slack-Signature", format = "v0={hex}", signed = "v0:{header:X-Slack-Request-Timestamp}:{body}", timestamp_header = "X-Slack-Request-Timestamp", tolerance = "5m", secret_file = ["old.secret", "new.secret"] }
+"#,
+            ),
+        )],
+        |c| {
+            std::fs::write(c.plugins_dir.join("old.secret"), "old-signing-secret").unwrap();
+            std::fs::write(c.plugins_dir.join("new.secret"), "new-signing-secret").unwrap();
+        },
+    )
+    .await;
+    let sign = |secret: &str, ts: &str, body: &str| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(format!("v0:{ts}:{body}").as_bytes());
+        format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let ts = now.to_string();
+    let body = r#"{"id":"Ev1","type":"event_callback"}"#;
+    let send = |sig: Option<String>, ts: String, body: &'static str| {
+        let host = &host;
+        async move {
+            let mut headers = vec![("x-slack-request-timestamp", ts)];
+            if let Some(sig) = sig {
+                headers.push(("x-slack-signature", sig));
+            }
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            host.post_json("/ingest/slack", body, &headers).await.0
+        }
+    };
+    assert_eq!(
+        send(
+            Some(sign("old-signing-secret", &ts, body)),
+            ts.clone(),
+            body
+        )
+        .await,
+        202
+    );
+    let body2 = r#"{"id":"Ev2"}"#;
+    assert_eq!(
+        send(
+            Some(sign("new-signing-secret", &ts, body2)),
+            ts.clone(),
+            body2
+        )
+        .await,
+        202
+    );
+    let good = sign("new-signing-secret", &ts, body);
+    let stale = (now - 600).to_string();
+    let future = (now + 600).to_string();
+    for (what, sig, ts, body) in [
+        (
+            "tampered body",
+            Some(good.clone()),
+            ts.clone(),
+            r#"{"id":"Ev1","type":"x"}"#,
+        ),
+        (
+            "wrong secret",
+            Some(sign("nope", &ts, body)),
+            ts.clone(),
+            body,
+        ),
+        (
+            "stale",
+            Some(sign("new-signing-secret", &stale, body)),
+            stale.clone(),
+            body,
+        ),
+        (
+            "future",
+            Some(sign("new-signing-secret", &future, body)),
+            future.clone(),
+            body,
+        ),
+        (
+            "truncated",
+            Some(good[..good.len() - 4].to_string()),
+            ts.clone(),
+            body,
+        ),
+        ("empty", Some("v0=".to_string()), ts.clone(), body),
+        (
+            "another scheme's",
+            Some(good.replace("v0=", "sha256=")),
+            ts.clone(),
+            body,
+        ),
+        ("missing", None, ts.clone(), body),
+    ] {
+        assert_eq!(send(sig, ts, body).await, 401, "{what}");
+    }
+    let ids: Vec<_> = host
+        .events("slack")
+        .await
+        .iter()
+        .map(|e| e["payload"]["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["Ev1", "Ev2"]);
+}

@@ -38,6 +38,8 @@ pub enum Verifier {
         secrets: Vec<Vec<u8>>,
         tolerance: Duration,
     },
+    /// `scheme = "hmac"` (registry/template.rs).
+    Template(Box<super::template::Template>),
 }
 
 impl std::fmt::Debug for Verifier {
@@ -50,6 +52,7 @@ impl std::fmt::Debug for Verifier {
             Verifier::Github(_) => "github",
             Verifier::Stripe { .. } => "stripe",
             Verifier::StandardWebhooks { .. } => "standard-webhooks",
+            Verifier::Template(_) => "hmac",
         };
         write!(f, "Verifier({name})")
     }
@@ -105,12 +108,20 @@ impl Verifier {
         };
         let signature_only =
             auth.header.is_some() || auth.encoding.is_some() || auth.prefix.is_some();
+        let template_only = auth.algorithm.is_some()
+            || auth.format.is_some()
+            || auth.signed.is_some()
+            || auth.timestamp_header.is_some();
+        if auth.scheme != AuthScheme::Hmac {
+            unexpected("format", template_only)?;
+        }
         // A key a scheme does not read is refused, never silently ignored:
         // only stripe and standard-webhooks sign a timestamp, only bearer
         // reads tokens.
+        // (`hmac` decides for itself whether it has a timestamp.)
         let timestamped = matches!(
             auth.scheme,
-            AuthScheme::Stripe | AuthScheme::StandardWebhooks
+            AuthScheme::Stripe | AuthScheme::StandardWebhooks | AuthScheme::Hmac
         );
         unexpected("tolerance", auth.tolerance.is_some() && !timestamped)?;
         unexpected(
@@ -180,6 +191,14 @@ impl Verifier {
                     tolerance: auth.tolerance.unwrap_or(Duration::from_secs(300)),
                 }
             }
+            AuthScheme::Hmac => {
+                unexpected("encoding", auth.encoding.is_some() || auth.prefix.is_some())?;
+                Verifier::Template(Box::new(super::template::Template::build(
+                    auth,
+                    path,
+                    secrets()?,
+                )?))
+            }
             AuthScheme::StandardWebhooks => {
                 unexpected("header", signature_only)?;
                 let raw = secrets()?;
@@ -224,6 +243,7 @@ impl Verifier {
             Verifier::Github(_) => name == "x-hub-signature-256" || name == "x-hub-signature",
             Verifier::Stripe { .. } => name == "stripe-signature",
             Verifier::StandardWebhooks { .. } => name == "webhook-signature",
+            Verifier::Template(t) => name == t.header(),
         }
     }
 
@@ -289,6 +309,7 @@ impl Verifier {
                 }
                 any_matches(secrets, &[t.as_bytes(), b".", body], &sigs)
             }
+            Verifier::Template(t) => t.verify(headers, body, now),
             Verifier::StandardWebhooks { secrets, tolerance } => {
                 let (Some(id), Some(ts), Some(sigs)) = (
                     header("webhook-id"),
@@ -336,7 +357,7 @@ fn hmac_matches(secret: &[u8], parts: &[&[u8]], expected: &[u8]) -> bool {
 
 /// Most signatures one header may offer; senders send one per active
 /// secret, so a handful. More is refused (each would cost a MAC otherwise).
-const MAX_SIGNATURES: usize = 8;
+pub(super) const MAX_SIGNATURES: usize = 8;
 
 /// Whether any of `given` is the HMAC of `parts` under any of `secrets`.
 /// The body is hashed once per secret, not once per offered signature, so

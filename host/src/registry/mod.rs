@@ -18,6 +18,7 @@ mod auth;
 mod files;
 mod policy;
 mod source;
+mod template;
 mod watch;
 
 pub use auth::{Verifier, bearer_token};

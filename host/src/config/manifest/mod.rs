@@ -213,6 +213,9 @@ pub enum AuthScheme {
     Stripe,
     /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
     StandardWebhooks,
+    /// The HMAC family as a template: `algorithm`, `header`, `format`,
+    /// `signed`, `timestamp_header`, `tolerance` (registry/template.rs).
+    Hmac,
 }
 
 /// Where a secret comes from: one environment variable or file, or several
@@ -261,8 +264,18 @@ pub struct AuthConfig {
     pub encoding: Option<SignatureEncoding>,
     /// `hmac-sha256`: a prefix before the signature, such as `sha256=`.
     pub prefix: Option<String>,
-    /// `stripe` (default 300s) and `standard-webhooks` (default 5m): how far
-    /// the signed timestamp may be from now.
+    /// `hmac`: `sha1`, `sha256` (default) or `sha512`.
+    pub algorithm: Option<String>,
+    /// `hmac`: how the header carries the signature, e.g. `v0={hex}`,
+    /// `{base64}`, `t={timestamp},v1={hex}`.
+    pub format: Option<String>,
+    /// `hmac`: what is signed, from `{body}`, `{timestamp}` and
+    /// `{header:NAME}` (default `{body}`).
+    pub signed: Option<String>,
+    /// `hmac`: the header with the signed timestamp (Unix seconds).
+    pub timestamp_header: Option<String>,
+    /// `stripe`, `standard-webhooks` and `hmac` with a timestamp (default
+    /// 5m): how far the signed timestamp may be from now.
     #[serde(default, deserialize_with = "duration::deserialize_opt")]
     pub tolerance: Option<Duration>,
 }
