@@ -98,8 +98,7 @@ pub enum Command {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
         /// The inlet-sdk crate to depend on by path [default: the checkout
-        /// inlet was built from, if it is still there; else the published
-        /// version].
+        /// inlet was built from; without it, this is required].
         #[arg(long)]
         sdk: Option<PathBuf>,
     },

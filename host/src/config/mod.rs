@@ -193,13 +193,20 @@ pub fn client_ip(
     forwarded_for: &[&str],
     trusted: &[ipnet::IpNet],
 ) -> std::net::IpAddr {
+    // An IPv4 sender on a dual-stack listener arrives as ::ffff:a.b.c.d:
+    // compared as the IPv4 address it is.
+    let peer = peer.to_canonical();
     let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
     if !is_trusted(&peer) {
         return peer;
     }
     let mut client = peer;
     for entry in forwarded_for.iter().rev().flat_map(|h| h.rsplit(',')) {
-        let Ok(ip) = entry.trim().parse::<std::net::IpAddr>() else {
+        let Ok(ip) = entry
+            .trim()
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.to_canonical())
+        else {
             return client;
         };
         client = ip;
@@ -244,6 +251,15 @@ mod ip_tests {
         assert_eq!(
             client_ip(ip("127.0.0.1"), &["nope"], &trusted),
             ip("127.0.0.1")
+        );
+        // An IPv4 sender seen on a dual-stack listener is an IPv4 address.
+        assert_eq!(
+            client_ip(ip("::ffff:127.0.0.2"), &[], &trusted),
+            ip("127.0.0.2")
+        );
+        assert_eq!(
+            client_ip(ip("::ffff:127.0.0.1"), &["192.0.2.7"], &trusted),
+            ip("192.0.2.7")
         );
         // IPv6.
         let v6 = parse_ip_ranges(&["2001:db8::/32".into()]).unwrap();

@@ -106,14 +106,27 @@ impl Verifier {
                 Ok(())
             }
         };
-        let signature_only =
-            auth.header.is_some() || auth.encoding.is_some() || auth.prefix.is_some();
-        let template_only = auth.algorithm.is_some()
-            || auth.format.is_some()
-            || auth.signed.is_some()
-            || auth.timestamp_header.is_some();
+        // The first key set of a group the scheme does not read, named.
+        let refuse = |keys: &[(&str, bool)]| match keys.iter().find(|(_, set)| *set) {
+            Some((key, _)) => unexpected(key, true),
+            None => Ok(()),
+        };
+        let signature_keys = [
+            ("header", auth.header.is_some()),
+            ("encoding", auth.encoding.is_some()),
+            ("prefix", auth.prefix.is_some()),
+        ];
+        let secret_keys = [
+            ("secret_env", auth.secret_env.is_some()),
+            ("secret_file", auth.secret_file.is_some()),
+        ];
         if auth.scheme != AuthScheme::Hmac {
-            unexpected("format", template_only)?;
+            refuse(&[
+                ("algorithm", auth.algorithm.is_some()),
+                ("format", auth.format.is_some()),
+                ("signed", auth.signed.is_some()),
+                ("timestamp_header", auth.timestamp_header.is_some()),
+            ])?;
         }
         // A key a scheme does not read is refused, never silently ignored:
         // only stripe and standard-webhooks sign a timestamp, only bearer
@@ -124,11 +137,12 @@ impl Verifier {
             AuthScheme::Stripe | AuthScheme::StandardWebhooks | AuthScheme::Hmac
         );
         unexpected("tolerance", auth.tolerance.is_some() && !timestamped)?;
-        unexpected(
-            "token_env",
-            (auth.token_env.is_some() || auth.token_file.is_some())
-                && auth.scheme != AuthScheme::Bearer,
-        )?;
+        if auth.scheme != AuthScheme::Bearer {
+            refuse(&[
+                ("token_env", auth.token_env.is_some()),
+                ("token_file", auth.token_file.is_some()),
+            ])?;
+        }
         let secrets = || {
             read_secrets(
                 path,
@@ -139,19 +153,13 @@ impl Verifier {
         };
         Ok(match auth.scheme {
             AuthScheme::None => {
-                unexpected(
-                    "secret_env",
-                    auth.secret_env.is_some() || auth.secret_file.is_some(),
-                )?;
-                unexpected("header", signature_only)?;
+                refuse(&secret_keys)?;
+                refuse(&signature_keys)?;
                 Verifier::None
             }
             AuthScheme::Bearer => {
-                unexpected(
-                    "secret_env",
-                    auth.secret_env.is_some() || auth.secret_file.is_some(),
-                )?;
-                unexpected("header", signature_only)?;
+                refuse(&secret_keys)?;
+                refuse(&signature_keys)?;
                 Verifier::Bearer(read_secrets(
                     path,
                     "token",
@@ -181,18 +189,18 @@ impl Verifier {
                 }
             }
             AuthScheme::Github => {
-                unexpected("header", signature_only)?;
+                refuse(&signature_keys)?;
                 Verifier::Github(secrets()?)
             }
             AuthScheme::Stripe => {
-                unexpected("header", signature_only)?;
+                refuse(&signature_keys)?;
                 Verifier::Stripe {
                     secrets: secrets()?,
                     tolerance: auth.tolerance.unwrap_or(Duration::from_secs(300)),
                 }
             }
             AuthScheme::Hmac => {
-                unexpected("encoding", auth.encoding.is_some() || auth.prefix.is_some())?;
+                refuse(&signature_keys[1..])?;
                 Verifier::Template(Box::new(super::template::Template::build(
                     auth,
                     path,
@@ -200,7 +208,7 @@ impl Verifier {
                 )?))
             }
             AuthScheme::StandardWebhooks => {
-                unexpected("header", signature_only)?;
+                refuse(&signature_keys)?;
                 let raw = secrets()?;
                 let mut decoded = Vec::new();
                 for s in raw {
@@ -462,15 +470,19 @@ mod tests {
             ),
             (
                 r#"{ scheme = "github", secret_file = "s.secret", token_file = "s.secret" }"#,
-                "push.auth.token_env",
+                "push.auth.token_file",
             ),
             (
                 r#"{ scheme = "none", secret_file = "s.secret" }"#,
-                "push.auth.secret_env",
+                "push.auth.secret_file",
             ),
             (
                 r#"{ scheme = "none", prefix = "sha256=" }"#,
-                "push.auth.header",
+                "push.auth.prefix",
+            ),
+            (
+                r#"{ scheme = "stripe", secret_file = "s.secret", signed = "{body}" }"#,
+                "push.auth.signed",
             ),
         ] {
             let manifest =
