@@ -138,6 +138,16 @@ async fn event_ids(connector: &tokio_rustls::TlsConnector, addr: SocketAddr) -> 
         .collect()
 }
 
+/// One push over HTTP/2 on `stream`.
+async fn h2_push(stream: Stream, body: &str) -> http::Response<hyper::body::Incoming> {
+    let (mut h2, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    h2.send_request(push_request(body)).await.unwrap()
+}
+
 async fn start(tls: TlsConfig) -> TestHost {
     TestHost::start_with(&[("hooks", plugins::WEBHOOK_JSON, None)], |c| {
         c.tls = Some(tls)
@@ -166,15 +176,7 @@ async fn pushes_over_tls_13_with_http2_and_http1_and_plain_http_is_refused() {
         Some(rustls::ProtocolVersion::TLSv1_3)
     );
     assert_eq!(session.alpn_protocol(), Some(&b"h2"[..]));
-    let (mut h2, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let resp = h2
-        .send_request(push_request(r#"{"id":"h2"}"#))
-        .await
-        .unwrap();
+    let resp = h2_push(stream, r#"{"id":"h2"}"#).await;
     assert_eq!(resp.version(), http::Version::HTTP_2);
     assert_eq!(resp.status(), 202);
 
@@ -344,15 +346,7 @@ async fn client_certificates_are_required_when_a_client_ca_is_set() {
     let stream = connect(&client(&ca, &[b"h2"], Some(&me)), addr)
         .await
         .unwrap();
-    let (mut h2, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let resp = h2
-        .send_request(push_request(r#"{"id":"ok"}"#))
-        .await
-        .unwrap();
+    let resp = h2_push(stream, r#"{"id":"ok"}"#).await;
     assert_eq!(resp.status(), 202);
     assert_eq!(
         event_ids(&client(&ca, &[b"http/1.1"], Some(&me)), addr).await,

@@ -466,7 +466,8 @@ pub async fn replay_matching(
             after = Some(letter.id.clone());
         }
         match page.next {
-            Some(next) => after = Some(after.map_or(next.clone(), |a| a.max(next))),
+            // The last id the page looked at: at or past every letter in it.
+            Some(next) => after = Some(next),
             None => return Ok(summary),
         }
     }
@@ -500,10 +501,10 @@ pub async fn discard_matching(
             {
                 removed += 1;
             }
-            after = Some(letter.id.clone());
         }
         match page.next {
-            Some(next) => after = Some(after.map_or(next.clone(), |a| a.max(next))),
+            // The last id the page looked at: at or past every letter in it.
+            Some(next) => after = Some(next),
             None => break,
         }
     }
