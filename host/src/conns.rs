@@ -208,3 +208,8 @@ mod tests {
 /// The address a request came from (a request extension).
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub std::net::SocketAddr);
+
+/// The request's id, as answered in `X-Request-Id` and logged (a request
+/// extension).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);

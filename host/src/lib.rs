@@ -37,6 +37,7 @@ pub(crate) mod reply;
 pub mod runtime;
 mod server;
 pub(crate) mod store;
+pub mod telemetry;
 
 pub use config::{HostConfig, Manifest};
 pub use server::{ServeOptions, Server};

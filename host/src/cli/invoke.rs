@@ -262,7 +262,13 @@ pub async fn run(
                 .collect::<anyhow::Result<Vec<_>>>()?;
             // As on the host: the credentials the manifest's scheme checks
             // (and Authorization, Cookie) never reach the connector.
-            let verifier = crate::registry::Verifier::build(&manifest.push.auth, &manifest_path)?;
+            // Nothing is verified here, so a scheme that signs the public
+            // URL gets a stand-in.
+            let verifier = crate::registry::Verifier::build(
+                &manifest.push.auth,
+                &manifest_path,
+                Some("https://invoke.invalid"),
+            )?;
             let (withheld, headers): (Vec<_>, Vec<_>) = headers
                 .into_iter()
                 .partition(|(name, _)| verifier.is_credential(name));

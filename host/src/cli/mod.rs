@@ -118,9 +118,32 @@ pub enum Command {
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `serve` reads its config first: `[telemetry]` is part of setting up
+    // tracing.
+    let mut loaded = None;
+    if let Command::Serve {
+        config: Some(path), ..
+    } = &cli.command
+    {
+        match HostConfig::load(path) {
+            Ok(config) => loaded = Some(config),
+            Err(err) => {
+                eprintln!("error: {:#}", anyhow::Error::from(err));
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     // `inlet invoke` captures the connector's log lines for its answer.
+    let mut telemetry = None;
     if !matches!(cli.command, Command::Invoke { .. }) {
-        init_tracing(cli.log_format);
+        let wanted = loaded.as_ref().and_then(|c| c.telemetry.as_ref());
+        match init_tracing(cli.log_format, wanted) {
+            Ok(t) => telemetry = t,
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -135,7 +158,7 @@ pub fn main() -> ExitCode {
     let result = rt.block_on(async move {
         match cli.command {
             Command::Serve {
-                config,
+                config: _,
                 listen,
                 admin_listen,
                 plugins,
@@ -144,10 +167,7 @@ pub fn main() -> ExitCode {
                 no_pooling,
                 unsafe_no_epoch_interruption,
             } => {
-                let mut cfg = match &config {
-                    Some(path) => HostConfig::load(path)?,
-                    None => HostConfig::default(),
-                };
+                let mut cfg = loaded.unwrap_or_default();
                 if let Some(l) = listen {
                     cfg.listen = l;
                 }
@@ -196,6 +216,9 @@ pub fn main() -> ExitCode {
             }
         }
     });
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown();
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -324,18 +347,40 @@ async fn check(file: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_tracing(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
+/// The log on stderr (its own filter: `RUST_LOG`, else info) and, with
+/// `[telemetry]`, the trace exporter beside it.
+fn init_tracing(
+    format: LogFormat,
+    telemetry: Option<&crate::config::TelemetryConfig>,
+) -> anyhow::Result<Option<crate::telemetry::Telemetry>> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{EnvFilter, Layer as _};
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new("info,wasmtime_wasi_http=error,wasmtime=warn,cranelift_codegen=warn")
     });
     // Colours only on a terminal: a log file or collector gets plain text.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    let log = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .boxed(),
     }
+    .with_filter(filter);
+    let (traces, telemetry) = match telemetry {
+        Some(config) => {
+            let (layer, telemetry) = crate::telemetry::Telemetry::start(config)?;
+            (Some(layer), Some(telemetry))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(log)
+        .with(traces)
+        .try_init()?;
+    Ok(telemetry)
 }

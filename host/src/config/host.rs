@@ -59,6 +59,83 @@ pub struct HostConfig {
     /// rightmost address not appended by one of them. Empty: the peer
     /// address is the sender, and the header is ignored.
     pub trusted_proxies: Vec<String>,
+    /// OpenTelemetry traces (off without it): spans of every push and pull
+    /// run exported over OTLP/HTTP.
+    pub telemetry: Option<TelemetryConfig>,
+    /// The host's external base URL (`https://hooks.example.com`): a
+    /// source's URL as its senders sign it is this + `/ingest/NAME`
+    /// (`square`, `twilio` and `{url}` in an `hmac` template need it).
+    pub public_url: Option<String>,
+}
+
+/// `[telemetry]`: where the host's spans go. The export runs on its own
+/// thread in batches; a collector that is down loses spans, never pushes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// The collector's OTLP/HTTP (protobuf) endpoint: `http://HOST:4318`
+    /// (`/v1/traces` is added when the URL has no path) or the full URL of
+    /// its traces endpoint.
+    pub otlp_endpoint: String,
+    /// `service.name` of the spans.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// The share of traces that begin here (a push without `traceparent`,
+    /// a pull run) that are recorded, from 0 to 1; a sender's `traceparent`
+    /// decides for its own trace.
+    #[serde(default = "default_sample_ratio")]
+    pub sample_ratio: f64,
+}
+
+fn default_service_name() -> String {
+    "inlet".into()
+}
+
+fn default_sample_ratio() -> f64 {
+    1.0
+}
+
+impl TelemetryConfig {
+    /// The URL spans are posted to.
+    pub fn traces_url(&self) -> String {
+        let url = self.otlp_endpoint.trim();
+        match url.parse::<http::Uri>() {
+            Ok(uri) if matches!(uri.path(), "" | "/") && uri.query().is_none() => {
+                format!("{}/v1/traces", url.trim_end_matches('/'))
+            }
+            _ => url.to_string(),
+        }
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let uri = self.otlp_endpoint.trim().parse::<http::Uri>().ok();
+        let ok = uri.as_ref().is_some_and(|u| {
+            matches!(u.scheme_str(), Some("http" | "https"))
+                && u.host().is_some_and(|h| !h.is_empty())
+        });
+        if !ok {
+            return Err(ConfigError::invalid(
+                path,
+                "telemetry.otlp_endpoint",
+                "use the collector's OTLP/HTTP URL, such as \"http://127.0.0.1:4318\"",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.sample_ratio) {
+            return Err(ConfigError::invalid(
+                path,
+                "telemetry.sample_ratio",
+                "use a number from 0 to 1",
+            ));
+        }
+        if self.service_name.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                path,
+                "telemetry.service_name",
+                "use a non-empty name",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[tls]`: the listeners' certificate (PEM files, re-read when they
@@ -92,6 +169,8 @@ impl Default for HostConfig {
             store: StoreConfig::default(),
             tls: None,
             trusted_proxies: Vec::new(),
+            telemetry: None,
+            public_url: None,
         }
     }
 }
@@ -294,6 +373,13 @@ impl HostConfig {
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         super::parse_ip_ranges(&self.trusted_proxies)
             .map_err(|e| ConfigError::invalid(path, "trusted_proxies", e))?;
+        if let Some(telemetry) = &self.telemetry {
+            telemetry.validate(path)?;
+        }
+        if let Some(url) = &self.public_url {
+            super::check_public_url(url)
+                .map_err(|e| ConfigError::invalid(path, "public_url", e))?;
+        }
         let fix = "use a number greater than 0";
         if self.limits.max_body_bytes == 0 {
             return Err(ConfigError::invalid(path, "limits.max_body_bytes", fix));

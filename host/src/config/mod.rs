@@ -9,7 +9,9 @@ mod manifest;
 mod secret;
 
 pub use duration::parse_duration;
-pub use host::{HostConfig, Limits, SandboxDefaults, StoreConfig, StoreKind, TlsConfig};
+pub use host::{
+    HostConfig, Limits, SandboxDefaults, StoreConfig, StoreKind, TelemetryConfig, TlsConfig,
+};
 pub use manifest::SqlSection;
 pub use manifest::{
     AuthConfig, AuthScheme, DEFAULT_DEDUP_WINDOW, DeadLetterClass, Inject, Manifest, PullSection,
@@ -269,5 +271,22 @@ mod ip_tests {
                 .unwrap_err()
                 .contains("10.0.0.0/33")
         );
+    }
+}
+
+/// Checks a `public_url`: an absolute `http(s)` URL without a query or
+/// fragment (the request's own path and query are appended to it).
+pub fn check_public_url(url: &str) -> Result<(), String> {
+    let ok = url.parse::<http::Uri>().is_ok_and(|u| {
+        matches!(u.scheme_str(), Some("http" | "https"))
+            && u.host().is_some_and(|h| !h.is_empty())
+            && u.query().is_none()
+    }) && !url.contains('#');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{url}`: use the absolute URL senders post to, such as \"https://hooks.example.com\" (no query)"
+        ))
     }
 }

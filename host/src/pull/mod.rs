@@ -30,10 +30,12 @@ pub use schedule::Scheduler;
 use crate::registry::{Connector, Counters};
 use crate::runtime::{CallError, ConnectorError};
 use crate::store::{Commit, CommitOutcome, Mode, StoreError, now_ms};
+use crate::telemetry;
 use futures::StreamExt;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Instrument as _;
 
 /// How long the checkpoint of a partition that is no longer listed is kept.
 pub const FORGET_ABSENT_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
@@ -113,7 +115,20 @@ pub async fn run_once(
     connector: &Arc<Connector>,
 ) -> Result<RunSummary, PullError> {
     let started = Instant::now();
-    let result = run_once_inner(engine, connector).await;
+    let span = telemetry::span!(
+        "pull",
+        inlet.source = %connector.name,
+        inlet.events = tracing::field::Empty,
+    );
+    let result = run_once_inner(engine, connector)
+        .instrument(span.clone())
+        .await;
+    match &result {
+        Ok(summary) => {
+            span.record("inlet.events", summary.events);
+        }
+        Err(err) => telemetry::failed(&span, err),
+    }
     let events = result.as_ref().map_or(0, |s| s.events);
     engine
         .metrics
@@ -160,7 +175,13 @@ async fn run_once_inner(
     let of = partitions.len();
     let mut results = futures::stream::iter(partitions)
         .map(|p| async move {
-            let result = pull_partition(engine, connector, p.clone(), of).await;
+            let span = telemetry::span!("partition", inlet.partition = p.as_deref());
+            let result = pull_partition(engine, connector, p.clone(), of)
+                .instrument(span.clone())
+                .await;
+            if let Err(err) = &result {
+                telemetry::failed(&span, err);
+            }
             if result.is_err() {
                 // Let a healthy host take the partition over; this one
                 // competes for it again at its next run.
@@ -332,7 +353,12 @@ async fn pull_partition(
         // and again: stop the run and say so.
         let stalled = batch.has_more
             && (batch.checkpoint.is_none() || batch.checkpoint.as_deref() == since.as_deref());
-        match engine.store.commit(commit).await.map_err(store_err)? {
+        let span = telemetry::span!("store.commit", inlet.events = commit.events.len());
+        let committed = engine.store.commit(commit).instrument(span.clone()).await;
+        if let Err(err) = &committed {
+            telemetry::failed(&span, err);
+        }
+        match committed.map_err(store_err)? {
             CommitOutcome::Stored { record, dropped } => {
                 summary.events += record.events as u64;
                 summary.duplicates += dropped as u64;

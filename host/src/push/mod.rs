@@ -20,12 +20,14 @@ use crate::runtime::{
     CallError, ConnectorError, PushRequest, REPLY_SECURITY_HEADERS, reply_header_allowed,
 };
 use crate::store::{Commit, CommitOutcome, Mode, PushRecord, Store, StoredReply, now_ms};
+use crate::telemetry;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
+use tracing::Instrument as _;
 
 pub(crate) mod dead;
 
@@ -58,7 +60,25 @@ where
 {
     let started = std::time::Instant::now();
     let known = ingest.registry.get(source).is_some();
-    let (outcome, resp) = match handle_inner(ingest, source, rest, req).await {
+    let span = telemetry::span!(
+        "push",
+        otel.kind = "server",
+        inlet.source = %source,
+        inlet.request_id = tracing::field::Empty,
+        inlet.outcome = tracing::field::Empty,
+        http.request.method = %req.method(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    if !span.is_disabled() {
+        telemetry::continue_from(&span, req.headers());
+        if let Some(id) = req.extensions().get::<crate::conns::RequestId>() {
+            span.record("inlet.request_id", id.0.as_str());
+        }
+    }
+    let (outcome, resp) = match handle_inner(ingest, source, rest, req)
+        .instrument(span.clone())
+        .await
+    {
         Ok(Pushed::Stored(resp)) => ("accepted", resp),
         Ok(Pushed::Duplicate(resp)) => ("duplicate", resp),
         Ok(Pushed::DeadLetter { error, id }) => {
@@ -73,6 +93,13 @@ where
     };
     if known {
         ingest.metrics.push(source, outcome, started.elapsed());
+    }
+    if !span.is_disabled() {
+        span.record("inlet.outcome", outcome);
+        span.record("http.response.status_code", resp.status().as_u16());
+        if resp.status().is_server_error() || resp.status() == StatusCode::BAD_REQUEST {
+            telemetry::failed(&span, &outcome);
+        }
     }
     resp
 }
@@ -150,8 +177,9 @@ where
     // buffered, until its signature is checked, only within the sender
     // address's share of the unauthenticated-bytes budget: slow anonymous
     // bodies exhaust their own address's share, nobody else's.
-    let unauthenticated = if verifier.authenticates_by_headers() {
-        if !verifier.verify(&parts.headers, &[]) {
+    let by_headers = verifier.authenticates_by_headers();
+    let unauthenticated = if by_headers {
+        if !authenticate(verifier, &parts, rest, &[]) {
             return rejected(ApiError::Unauthorized);
         }
         None
@@ -190,7 +218,7 @@ where
         Err(_) => return rejected(ApiError::BodyTimeout),
     };
 
-    if !verifier.verify(&parts.headers, &body) {
+    if !by_headers && !authenticate(verifier, &parts, rest, &body) {
         return rejected(ApiError::Unauthorized);
     }
     drop(unauthenticated);
@@ -220,7 +248,12 @@ where
             let Some(claim) = state.claim_key(key) else {
                 return rejected(ApiError::InFlight);
             };
-            match ingest.store.idempotency(source, key).await {
+            match ingest
+                .store
+                .idempotency(source, key)
+                .instrument(telemetry::span!("idempotency"))
+                .await
+            {
                 Ok(Some(record)) => {
                     Counters::add(&state.counters.push_duplicate, 1);
                     return duplicate(&record);
@@ -292,6 +325,7 @@ where
                 key,
                 received_ms,
             )
+            .instrument(telemetry::span!("dead_letter", inlet.class = ?class))
             .await
             .map_err(|err| ApiError::NotKept {
                 failure: error.message(),
@@ -300,6 +334,27 @@ where
             Ok(Pushed::DeadLetter { error, id })
         }
     }
+}
+
+/// Checks the request's credentials (the `auth` span).
+fn authenticate(
+    verifier: &crate::registry::Verifier,
+    parts: &http::request::Parts,
+    rest: &str,
+    body: &[u8],
+) -> bool {
+    let span = telemetry::span!("auth", inlet.scheme = verifier.scheme_name());
+    let _entered = span.enter();
+    let signed = crate::registry::Signed {
+        body,
+        rest,
+        query: parts.uri.query(),
+    };
+    let ok = verifier.verify(&parts.headers, signed);
+    if !ok {
+        telemetry::failed(&span, &"unauthorized");
+    }
+    ok
 }
 
 /// The request as the connector gets it. Credentials (`Authorization`,
@@ -393,7 +448,16 @@ pub(crate) async fn call_and_commit(
         checkpoint: None,
         since: None,
     };
-    let outcome = ingest.store.commit(commit).await.map_err(Failed::Store)?;
+    let span = telemetry::span!("store.commit", inlet.events = commit.events.len());
+    let outcome = ingest
+        .store
+        .commit(commit)
+        .instrument(span.clone())
+        .await
+        .map_err(|err| {
+            telemetry::failed(&span, &err);
+            Failed::Store(err)
+        })?;
     // The connector handled it: an error an earlier push left is over.
     state.push_succeeded();
     match outcome {

@@ -13,8 +13,11 @@ use hmac::{Hmac, Mac};
 use http::HeaderMap;
 use sha2::Sha256;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 use subtle::ConstantTimeEq;
+
+pub use super::template::Signed;
+use super::template::fresh;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -38,23 +41,48 @@ pub enum Verifier {
         secrets: Vec<Vec<u8>>,
         tolerance: Duration,
     },
-    /// `scheme = "hmac"` (registry/template.rs).
+    /// `scheme = "hmac"` (registry/template.rs) and the presets that are
+    /// templates (registry/presets.rs).
     Template(Box<super::template::Template>),
+    /// A token in a header of the provider's (`gitlab`).
+    HeaderToken {
+        header: http::HeaderName,
+        tokens: Vec<Vec<u8>>,
+    },
+    /// `mailgun`: the signature is in the body.
+    Mailgun {
+        secrets: Vec<Vec<u8>>,
+        tolerance: Duration,
+    },
+    /// `ed25519`, `ecdsa-p256` (registry/asymmetric.rs).
+    Asymmetric(Box<super::asymmetric::Asymmetric>),
 }
 
 impl std::fmt::Debug for Verifier {
     // Never print secrets.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = match self {
+        write!(f, "Verifier({})", self.scheme_name())
+    }
+}
+
+impl Verifier {
+    /// The manifest's `scheme`.
+    pub fn scheme_name(&self) -> &'static str {
+        match self {
             Verifier::None => "none",
             Verifier::Bearer(_) => "bearer",
             Verifier::Hmac { .. } => "hmac-sha256",
             Verifier::Github(_) => "github",
             Verifier::Stripe { .. } => "stripe",
             Verifier::StandardWebhooks { .. } => "standard-webhooks",
-            Verifier::Template(_) => "hmac",
-        };
-        write!(f, "Verifier({name})")
+            Verifier::Template(t) => t.name,
+            Verifier::HeaderToken { .. } => "gitlab",
+            Verifier::Mailgun { .. } => "mailgun",
+            Verifier::Asymmetric(a) => match a.keys {
+                super::asymmetric::Keys::Ed25519(_) => "ed25519",
+                super::asymmetric::Keys::P256(_) => "ecdsa-p256",
+            },
+        }
     }
 }
 
@@ -93,7 +121,8 @@ fn read_secrets(
 
 impl Verifier {
     /// Resolves `auth`, reading secrets now so a missing one fails at load.
-    pub fn build(auth: &AuthConfig, path: &Path) -> Result<Self, ConfigError> {
+    /// `url` is the source's public URL (for schemes that sign it).
+    pub fn build(auth: &AuthConfig, path: &Path, url: Option<&str>) -> Result<Self, ConfigError> {
         let unexpected = |key: &str, set: bool| -> Result<(), ConfigError> {
             if set {
                 Err(ConfigError::invalid(
@@ -120,22 +149,39 @@ impl Verifier {
             ("secret_env", auth.secret_env.is_some()),
             ("secret_file", auth.secret_file.is_some()),
         ];
+        let asymmetric = matches!(auth.scheme, AuthScheme::Ed25519 | AuthScheme::EcdsaP256);
         if auth.scheme != AuthScheme::Hmac {
             refuse(&[
                 ("algorithm", auth.algorithm.is_some()),
                 ("format", auth.format.is_some()),
                 ("signed", auth.signed.is_some()),
-                ("timestamp_header", auth.timestamp_header.is_some()),
+                (
+                    "timestamp_header",
+                    auth.timestamp_header.is_some() && !asymmetric,
+                ),
+            ])?;
+        }
+        if !asymmetric {
+            refuse(&[
+                ("public_key", auth.public_key.is_some()),
+                ("public_key_env", auth.public_key_env.is_some()),
+                ("public_key_file", auth.public_key_file.is_some()),
             ])?;
         }
         // A key a scheme does not read is refused, never silently ignored:
-        // only stripe and standard-webhooks sign a timestamp, only bearer
+        // only schemes that sign a timestamp read `tolerance`, only bearer
         // reads tokens.
         // (`hmac` decides for itself whether it has a timestamp.)
+        let preset = super::presets::template(auth.scheme);
         let timestamped = matches!(
             auth.scheme,
-            AuthScheme::Stripe | AuthScheme::StandardWebhooks | AuthScheme::Hmac
-        );
+            AuthScheme::Stripe
+                | AuthScheme::StandardWebhooks
+                | AuthScheme::Hmac
+                | AuthScheme::Mailgun
+                | AuthScheme::Ed25519
+                | AuthScheme::EcdsaP256
+        ) || preset.as_ref().is_some_and(|p| p.tolerance.is_some());
         unexpected("tolerance", auth.tolerance.is_some() && !timestamped)?;
         if auth.scheme != AuthScheme::Bearer {
             refuse(&[
@@ -151,7 +197,55 @@ impl Verifier {
                 auth.secret_file.as_ref(),
             )
         };
+        if let Some(preset) = preset {
+            refuse(&signature_keys)?;
+            // The preset is a template with the provider's keys filled in.
+            let filled = AuthConfig {
+                algorithm: Some(preset.algorithm.into()),
+                header: Some(preset.header.into()),
+                format: Some(preset.format.into()),
+                signed: Some(preset.signed.into()),
+                timestamp_header: preset.timestamp_header.map(Into::into),
+                tolerance: auth.tolerance.or(preset.tolerance),
+                ..auth.clone()
+            };
+            let mut template = super::template::Template::build(&filled, path, secrets()?, url)?;
+            template.name = preset.name;
+            template.body_sha256_param = preset.body_sha256_param;
+            return Ok(Verifier::Template(Box::new(template)));
+        }
         Ok(match auth.scheme {
+            AuthScheme::Gitlab => {
+                refuse(&signature_keys)?;
+                Verifier::HeaderToken {
+                    header: http::HeaderName::from_static(super::presets::GITLAB_TOKEN),
+                    tokens: secrets()?,
+                }
+            }
+            AuthScheme::Mailgun => {
+                refuse(&signature_keys)?;
+                Verifier::Mailgun {
+                    secrets: secrets()?,
+                    tolerance: auth.tolerance.unwrap_or(Duration::from_secs(300)),
+                }
+            }
+            AuthScheme::Ed25519 | AuthScheme::EcdsaP256 => {
+                refuse(&secret_keys)?;
+                refuse(&signature_keys[1..])?;
+                Verifier::Asymmetric(Box::new(super::asymmetric::Asymmetric::build(auth, path)?))
+            }
+            // Template presets were handled above.
+            AuthScheme::Slack
+            | AuthScheme::Shopify
+            | AuthScheme::Zoom
+            | AuthScheme::Paddle
+            | AuthScheme::Linear
+            | AuthScheme::Intercom
+            | AuthScheme::Typeform
+            | AuthScheme::Calendly
+            | AuthScheme::Twitch
+            | AuthScheme::Square
+            | AuthScheme::Twilio => unreachable!("a template preset"),
             AuthScheme::None => {
                 refuse(&secret_keys)?;
                 refuse(&signature_keys)?;
@@ -205,6 +299,7 @@ impl Verifier {
                     auth,
                     path,
                     secrets()?,
+                    url,
                 )?))
             }
             AuthScheme::StandardWebhooks => {
@@ -234,7 +329,7 @@ impl Verifier {
     /// before the body is read), as opposed to a signature over the body or
     /// no authentication at all.
     pub fn authenticates_by_headers(&self) -> bool {
-        matches!(self, Verifier::Bearer(_))
+        matches!(self, Verifier::Bearer(_) | Verifier::HeaderToken { .. })
     }
 
     /// Whether a request header carries credentials, which the connector
@@ -252,17 +347,38 @@ impl Verifier {
             Verifier::Stripe { .. } => name == "stripe-signature",
             Verifier::StandardWebhooks { .. } => name == "webhook-signature",
             Verifier::Template(t) => name == t.header(),
+            Verifier::HeaderToken { header, .. } => name == header,
+            Verifier::Mailgun { .. } => false,
+            Verifier::Asymmetric(a) => name == a.header,
         }
     }
 
     /// Whether the request is authentic.
-    pub fn verify(&self, headers: &HeaderMap, body: &[u8]) -> bool {
-        self.verify_at(headers, body, SystemTime::now())
+    pub fn verify(&self, headers: &HeaderMap, req: Signed<'_>) -> bool {
+        self.verify_at(headers, req, SystemTime::now())
     }
 
-    pub(crate) fn verify_at(&self, headers: &HeaderMap, body: &[u8], now: SystemTime) -> bool {
+    pub(crate) fn verify_at(&self, headers: &HeaderMap, req: Signed<'_>, now: SystemTime) -> bool {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let body = req.body;
         match self {
+            Verifier::HeaderToken {
+                header: name,
+                tokens,
+            } => {
+                let Some(given) = headers.get(name).map(|v| v.as_bytes()) else {
+                    return false;
+                };
+                let mut found = false;
+                for t in tokens {
+                    found |= ct_eq(t, given);
+                }
+                found
+            }
+            Verifier::Mailgun { secrets, tolerance } => {
+                super::presets::mailgun(secrets, *tolerance, headers, req, now)
+            }
+            Verifier::Asymmetric(a) => a.verify(headers, body, now),
             Verifier::None => true,
             Verifier::Bearer(tokens) => {
                 let Some(given) = bearer_token(headers) else {
@@ -317,7 +433,7 @@ impl Verifier {
                 }
                 any_matches(secrets, &[t.as_bytes(), b".", body], &sigs)
             }
-            Verifier::Template(t) => t.verify(headers, body, now),
+            Verifier::Template(t) => t.verify(headers, req, now),
             Verifier::StandardWebhooks { secrets, tolerance } => {
                 let (Some(id), Some(ts), Some(sigs)) = (
                     header("webhook-id"),
@@ -393,17 +509,6 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
-/// Whether a Unix-seconds timestamp is within `tolerance` of `now`.
-fn fresh(ts: &str, tolerance: Duration, now: SystemTime) -> bool {
-    let Ok(ts) = ts.trim().parse::<u64>() else {
-        return false;
-    };
-    let Ok(now) = now.duration_since(UNIX_EPOCH) else {
-        return false;
-    };
-    now.as_secs().abs_diff(ts) <= tolerance.as_secs()
-}
-
 /// The token of an `Authorization: Bearer <token>` header (the scheme
 /// matched without regard to case, as RFC 7235 says), trimmed. The one
 /// reader of bearer tokens: push auth and the admin, metrics and consumer
@@ -420,6 +525,18 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
+
+    impl Verifier {
+        fn verify_body(&self, h: &HeaderMap, body: &[u8]) -> bool {
+            let req = Signed {
+                body,
+                rest: "",
+                query: None,
+            };
+            self.verify(h, req)
+        }
+    }
 
     #[test]
     fn bearer_tokens_are_read_one_way() {
@@ -487,7 +604,7 @@ mod tests {
         ] {
             let manifest =
                 crate::config::Manifest::parse(&path, &format!("[push]\nauth = {auth}\n")).unwrap();
-            let err = match Verifier::build(&manifest.push.auth, &path) {
+            let err = match Verifier::build(&manifest.push.auth, &path, None) {
                 Ok(_) => panic!("{auth} was accepted"),
                 Err(err) => err.to_string(),
             };
@@ -501,20 +618,20 @@ mod tests {
             "[push]\nauth = { scheme = \"stripe\", secret_file = \"s.secret\", tolerance = \"5m\" }\n",
         )
         .unwrap();
-        assert!(Verifier::build(&ok.push.auth, &path).is_ok());
+        assert!(Verifier::build(&ok.push.auth, &path, None).is_ok());
     }
 
     #[test]
     fn github_documentation_vector() {
         let v = Verifier::Github(vec![b"It's a Secret to Everybody".to_vec()]);
         let sig = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
-        assert!(v.verify(&headers(&[("x-hub-signature-256", sig)]), b"Hello, World!"));
-        assert!(!v.verify(&headers(&[("x-hub-signature-256", sig)]), b"Hello, World?"));
-        assert!(!v.verify(
+        assert!(v.verify_body(&headers(&[("x-hub-signature-256", sig)]), b"Hello, World!"));
+        assert!(!v.verify_body(&headers(&[("x-hub-signature-256", sig)]), b"Hello, World?"));
+        assert!(!v.verify_body(
             &headers(&[("x-hub-signature-256", "sha256=")]),
             b"Hello, World!"
         ));
-        assert!(!v.verify(&headers(&[]), b"Hello, World!"));
+        assert!(!v.verify_body(&headers(&[]), b"Hello, World!"));
     }
 
     #[test]
@@ -533,7 +650,7 @@ mod tests {
             ("webhook-timestamp", &now),
             ("webhook-signature", "v1,"),
         ]);
-        assert!(!v.verify(&h, b"{}"));
+        assert!(!v.verify_body(&h, b"{}"));
     }
 
     #[test]
@@ -550,18 +667,18 @@ mod tests {
         mac.update(format!("{t}.{{}}").as_bytes());
         let good = hex::encode(mac.finalize().into_bytes());
         let ok = format!("t={t},v1={good}");
-        assert!(v.verify(&headers(&[("stripe-signature", &ok)]), b"{}"));
+        assert!(v.verify_body(&headers(&[("stripe-signature", &ok)]), b"{}"));
         let junk: Vec<String> = (0..20).map(|i| format!("v1={:064x}", i)).collect();
         let stuffed = format!("t={t},{},v1={good}", junk.join(","));
-        assert!(!v.verify(&headers(&[("stripe-signature", &stuffed)]), b"{}"));
+        assert!(!v.verify_body(&headers(&[("stripe-signature", &stuffed)]), b"{}"));
     }
 
     #[test]
     fn bearer_compares_whole_token() {
         let v = Verifier::Bearer(vec![b"secret-token".to_vec(), b"rotated".to_vec()]);
-        assert!(v.verify(&headers(&[("authorization", "Bearer secret-token")]), b""));
-        assert!(v.verify(&headers(&[("authorization", "Bearer rotated")]), b""));
-        assert!(!v.verify(&headers(&[("authorization", "Bearer secret")]), b""));
-        assert!(!v.verify(&headers(&[("authorization", "secret-token")]), b""));
+        assert!(v.verify_body(&headers(&[("authorization", "Bearer secret-token")]), b""));
+        assert!(v.verify_body(&headers(&[("authorization", "Bearer rotated")]), b""));
+        assert!(!v.verify_body(&headers(&[("authorization", "Bearer secret")]), b""));
+        assert!(!v.verify_body(&headers(&[("authorization", "secret-token")]), b""));
     }
 }

@@ -14,14 +14,16 @@
 //! something is published on [`Registry::reloads`], which the pull
 //! scheduler follows.
 
+mod asymmetric;
 mod auth;
 mod files;
 mod policy;
+mod presets;
 mod source;
 mod template;
 mod watch;
 
-pub use auth::{Verifier, bearer_token};
+pub use auth::{Signed, Verifier, bearer_token};
 pub use policy::PushPolicy;
 pub use source::{Counters, PullState, PullStatus, SourceState};
 pub use watch::watch;
@@ -454,7 +456,12 @@ impl Registry {
             manifest_path,
             self.source(name).usage.clone(),
         )?);
-        let push = PushPolicy::build(&manifest, manifest_path)?;
+        let push = PushPolicy::build(
+            &manifest,
+            manifest_path,
+            self.config.public_url.as_deref(),
+            name,
+        )?;
         let component_err = |message: String| LoadError::Component {
             path: wasm_path.to_path_buf(),
             message,

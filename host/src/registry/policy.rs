@@ -23,8 +23,23 @@ pub struct PushPolicy {
 }
 
 impl PushPolicy {
-    pub fn build(manifest: &Manifest, path: &Path) -> Result<Self, ConfigError> {
+    /// `public_url` is the host's (`inlet.toml`); the source's URL is it
+    /// + `/ingest/{name}`, unless `[push] public_url` names it.
+    pub fn build(
+        manifest: &Manifest,
+        path: &Path,
+        public_url: Option<&str>,
+        name: &str,
+    ) -> Result<Self, ConfigError> {
         let push = &manifest.push;
+        let url = match &push.public_url {
+            Some(url) => {
+                crate::config::check_public_url(url)
+                    .map_err(|e| ConfigError::invalid(path, "push.public_url", e))?;
+                Some(url.trim_end_matches('/').to_string())
+            }
+            None => public_url.map(|base| format!("{}/ingest/{name}", base.trim_end_matches('/'))),
+        };
         let idempotency_header = push
             .idempotency_header
             .as_deref()
@@ -57,7 +72,7 @@ impl PushPolicy {
             })
             .transpose()?;
         Ok(PushPolicy {
-            verifier: Verifier::build(&push.auth, path)?,
+            verifier: Verifier::build(&push.auth, path, url.as_deref())?,
             allowed_ips,
             idempotency_header,
             dedup_window: manifest.dedup_window(),

@@ -12,11 +12,17 @@
 //!   after a prefix (`sha256={hex}`), or as one of `key=value` pairs
 //!   separated by `,` or `;` (`t={timestamp},v1={hex}`, `ts={timestamp};h1={hex}`);
 //!   the signature key may repeat (every one is tried, at most 8).
-//! - `signed`: what is signed, with `{body}`, `{timestamp}` and
-//!   `{header:NAME}` (default `{body}`).
+//! - `signed`: what is signed, with `{body}`, `{timestamp}`,
+//!   `{header:NAME}`, `{url}` (the URL the sender posted to: the source's
+//!   public URL, then the request's path after it and its query) and
+//!   `{form}` (a form post's parameters sorted, each name then value)
+//!   (default `{body}`).
 //! - The timestamp comes from the format's `{timestamp}` pair or from
-//!   `timestamp_header` (Unix seconds); with one, `tolerance` (default 5m)
-//!   bounds its distance from now, and without one `tolerance` is refused.
+//!   `timestamp_header` (Unix seconds, or RFC 3339); with one, `tolerance`
+//!   (default 5m) bounds its distance from now, and without one
+//!   `tolerance` is refused.
+//!
+//! The provider presets (presets.rs) are templates too.
 
 use super::auth::MAX_SIGNATURES;
 use crate::config::ConfigError;
@@ -74,6 +80,8 @@ enum Piece {
     Body,
     Timestamp,
     Header(HeaderName),
+    Url,
+    Form,
 }
 
 /// How the signature header is read.
@@ -98,6 +106,84 @@ pub struct Template {
     timestamp_header: Option<HeaderName>,
     tolerance: Option<Duration>,
     pub(super) secrets: Vec<Vec<u8>>,
+    /// The source's public URL (for `{url}`).
+    url: Option<String>,
+    /// Twilio: a body that is not a form is signed through this query
+    /// parameter, the hex SHA-256 of the body, which must match.
+    pub(super) body_sha256_param: Option<&'static str>,
+    /// The scheme as the manifest names it (`hmac`, or a preset's name).
+    pub(super) name: &'static str,
+}
+
+/// What a signature may cover besides the headers: the body, and where
+/// the request was sent (the path after `/ingest/{source}`, its query).
+#[derive(Debug, Clone, Copy)]
+pub struct Signed<'a> {
+    pub body: &'a [u8],
+    pub rest: &'a str,
+    pub query: Option<&'a str>,
+}
+
+impl Signed<'_> {
+    /// The URL the sender posted to, on `base` (the source's public URL).
+    fn url(&self, base: &str) -> String {
+        let mut url = format!("{}{}", base.trim_end_matches('/'), self.rest);
+        if let Some(q) = self.query {
+            url.push('?');
+            url.push_str(q);
+        }
+        url
+    }
+
+    /// The query parameter `name`, percent-decoded.
+    pub(super) fn param(&self, name: &str) -> Option<String> {
+        form_urlencoded::parse(self.query?.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+}
+
+/// Whether the request is a form post.
+pub(super) fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+/// A form body's parameters sorted, each name then value (Twilio's
+/// signed string).
+fn sorted_form(body: &[u8]) -> Vec<u8> {
+    let mut pairs: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+    pairs.sort();
+    let mut out = Vec::new();
+    for (k, v) in pairs {
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(v.as_bytes());
+    }
+    out
+}
+
+/// A signed timestamp as Unix seconds: digits, or RFC 3339.
+pub(super) fn unix_seconds(text: &str) -> Option<u64> {
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().ok();
+    }
+    let t = chrono::DateTime::parse_from_rfc3339(text).ok()?;
+    u64::try_from(t.timestamp()).ok()
+}
+
+/// Whether `ts` is within `tolerance` of `now`.
+pub(super) fn fresh(ts: &str, tolerance: Duration, now: SystemTime) -> bool {
+    let (Some(t), Ok(now)) = (unix_seconds(ts), now.duration_since(UNIX_EPOCH)) else {
+        return false;
+    };
+    now.as_secs().abs_diff(t) <= tolerance.as_secs()
 }
 
 fn invalid(path: &Path, key: &str, why: impl Into<String>) -> ConfigError {
@@ -169,13 +255,15 @@ fn parse_signed(path: &Path, text: &str) -> Result<Vec<Piece>, ConfigError> {
         pieces.push(match name {
             "body" => Piece::Body,
             "timestamp" => Piece::Timestamp,
+            "url" => Piece::Url,
+            "form" => Piece::Form,
             _ => match name.strip_prefix("header:") {
                 Some(h) => Piece::Header(header_name(path, "signed", h)?),
                 None => {
                     return Err(invalid(
                         path,
                         "signed",
-                        format!("`{text}`: unknown placeholder `{{{name}}}`; use {{body}}, {{timestamp}} or {{header:NAME}}"),
+                        format!("`{text}`: unknown placeholder `{{{name}}}`; use {{body}}, {{timestamp}}, {{url}}, {{form}} or {{header:NAME}}"),
                     ));
                 }
             },
@@ -190,10 +278,13 @@ fn parse_signed(path: &Path, text: &str) -> Result<Vec<Piece>, ConfigError> {
 
 impl Template {
     /// Resolves the template's keys (the secrets are read by the caller).
+    ///
+    /// `url` is the source's public URL, which `{url}` needs.
     pub fn build(
         auth: &crate::config::AuthConfig,
         path: &Path,
         secrets: Vec<Vec<u8>>,
+        url: Option<&str>,
     ) -> Result<Template, ConfigError> {
         let algorithm = match auth.algorithm.as_deref().unwrap_or("sha256") {
             "sha1" => Algorithm::Sha1,
@@ -236,7 +327,17 @@ impl Template {
                 "`{timestamp}` needs a timestamp: in `format` or from `timestamp_header`",
             ));
         }
+        if signed.contains(&Piece::Url) && url.is_none() {
+            return Err(ConfigError::invalid(
+                path,
+                "push.public_url",
+                "the signature covers the URL the sender posted to, which the host cannot know behind a proxy: set `public_url` in inlet.toml (or `[push] public_url`)",
+            ));
+        }
         Ok(Template {
+            url: url.map(str::to_string),
+            body_sha256_param: None,
+            name: "hmac",
             algorithm,
             header: header_name(path, "header", header)?,
             format,
@@ -252,7 +353,8 @@ impl Template {
     }
 
     /// Whether the request is signed by one of the secrets.
-    pub fn verify(&self, headers: &HeaderMap, body: &[u8], now: SystemTime) -> bool {
+    pub fn verify(&self, headers: &HeaderMap, req: Signed<'_>, now: SystemTime) -> bool {
+        let body = req.body;
         let Some(value) = headers.get(&self.header).and_then(|v| v.to_str().ok()) else {
             return false;
         };
@@ -292,20 +394,40 @@ impl Template {
                 .and_then(|v| v.to_str().ok())
                 .map(|v| v.trim().to_string());
         }
-        if let Some(tolerance) = self.tolerance {
-            let Some(t) = ts.as_deref().and_then(|t| t.parse::<u64>().ok()) else {
-                return false;
-            };
-            let Ok(now) = now.duration_since(UNIX_EPOCH) else {
-                return false;
-            };
-            if now.as_secs().abs_diff(t) > tolerance.as_secs() {
-                return false;
-            }
+        if let Some(tolerance) = self.tolerance
+            && !ts.as_deref().is_some_and(|t| fresh(t, tolerance, now))
+        {
+            return false;
         }
         if sigs.is_empty() || sigs.len() > MAX_SIGNATURES {
             return false;
         }
+        let form = is_form(headers);
+        if let Some(param) = self.body_sha256_param
+            && !form
+        {
+            use sha2::Digest as _;
+            let digest = hex::encode(sha2::Sha256::digest(body));
+            if !req.param(param).is_some_and(|given| {
+                bool::from(
+                    given
+                        .to_ascii_lowercase()
+                        .as_bytes()
+                        .ct_eq(digest.as_bytes()),
+                )
+            }) {
+                return false;
+            }
+        }
+        let url = match (&self.url, self.signed.contains(&Piece::Url)) {
+            (Some(base), true) => req.url(base),
+            _ => String::new(),
+        };
+        let params = if form && self.signed.contains(&Piece::Form) {
+            sorted_form(body)
+        } else {
+            Vec::new()
+        };
         let mut parts: Vec<&[u8]> = Vec::with_capacity(self.signed.len());
         for piece in &self.signed {
             parts.push(match piece {
@@ -319,6 +441,8 @@ impl Template {
                     Some(v) => v.as_bytes(),
                     None => return false,
                 },
+                Piece::Url => url.as_bytes(),
+                Piece::Form => &params,
             });
         }
         let mut found = false;
@@ -336,6 +460,17 @@ impl Template {
 mod tests {
     use super::*;
 
+    impl Template {
+        fn verify_body(&self, h: &HeaderMap, body: &[u8], now: SystemTime) -> bool {
+            let req = Signed {
+                body,
+                rest: "",
+                query: None,
+            };
+            self.verify(h, req, now)
+        }
+    }
+
     fn auth(toml: &str) -> crate::config::AuthConfig {
         crate::config::Manifest::parse(Path::new("x.toml"), &format!("[push]\nauth = {toml}\n"))
             .unwrap()
@@ -348,6 +483,7 @@ mod tests {
             &auth(toml),
             Path::new("x.toml"),
             vec![secret.as_bytes().to_vec()],
+            None,
         )
         .unwrap()
     }
@@ -394,20 +530,26 @@ mod tests {
             ("x-slack-signature", sig.clone()),
             ("x-slack-request-timestamp", ts.clone()),
         ]);
-        assert!(t.verify(&h, body.as_bytes(), now));
-        assert!(!t.verify(&h, b"token=y&team_id=T1", now), "tampered body");
+        assert!(t.verify_body(&h, body.as_bytes(), now));
+        assert!(
+            !t.verify_body(&h, b"token=y&team_id=T1", now),
+            "tampered body"
+        );
         let stale = now + Duration::from_secs(301);
-        assert!(!t.verify(&h, body.as_bytes(), stale), "stale");
+        assert!(!t.verify_body(&h, body.as_bytes(), stale), "stale");
         let early = now - Duration::from_secs(301);
-        assert!(!t.verify(&h, body.as_bytes(), early), "from the future");
+        assert!(
+            !t.verify_body(&h, body.as_bytes(), early),
+            "from the future"
+        );
         for broken in [&sig[..sig.len() - 2], "v0=", "", "v1=00"] {
             let h = headers(&[
                 ("x-slack-signature", broken.to_string()),
                 ("x-slack-request-timestamp", ts.clone()),
             ]);
-            assert!(!t.verify(&h, body.as_bytes(), now), "{broken:?}");
+            assert!(!t.verify_body(&h, body.as_bytes(), now), "{broken:?}");
         }
-        assert!(!t.verify(
+        assert!(!t.verify_body(
             &headers(&[("x-slack-request-timestamp", ts)]),
             body.as_bytes(),
             now
@@ -432,7 +574,7 @@ mod tests {
             "paddle-signature",
             format!("ts={ts};h1={};h1={good}", "00".repeat(32)),
         )]);
-        assert!(t.verify(&h, b"{}", now));
+        assert!(t.verify_body(&h, b"{}", now));
         // Shopify-style base64 of the body.
         let t = template(
             r#"{ scheme = "hmac", header = "X-Shopify-Hmac-Sha256", format = "{base64}", secret_env = "UNUSED" }"#,
@@ -441,7 +583,7 @@ mod tests {
         let mut m = Hmac::<sha2::Sha256>::new_from_slice(b"k").unwrap();
         m.update(b"{}");
         let sig = B64.encode(m.finalize().into_bytes());
-        assert!(t.verify(&headers(&[("x-shopify-hmac-sha256", sig)]), b"{}", now));
+        assert!(t.verify_body(&headers(&[("x-shopify-hmac-sha256", sig)]), b"{}", now));
         // sha1 with a prefix, and sha512.
         for (alg, len) in [("sha1", 20), ("sha512", 64)] {
             let t = template(
@@ -453,12 +595,12 @@ mod tests {
             let sig = hex::encode(Algorithm::mac(t.algorithm, b"k", &[b"body"]));
             assert_eq!(sig.len(), 2 * len);
             assert!(
-                t.verify(&headers(&[("x-sig", format!("{alg}={sig}"))]), b"body", now),
+                t.verify_body(&headers(&[("x-sig", format!("{alg}={sig}"))]), b"body", now),
                 "{alg}"
             );
             // Another algorithm's signature of the same length class fails.
             let other = hmac256_hex("k", "body");
-            assert!(!t.verify(
+            assert!(!t.verify_body(
                 &headers(&[("x-sig", format!("{alg}={other}"))]),
                 b"body",
                 now
@@ -469,12 +611,13 @@ mod tests {
             &auth(r#"{ scheme = "hmac", header = "X-Sig", secret_env = "UNUSED" }"#),
             Path::new("x.toml"),
             vec![b"old".to_vec(), b"new".to_vec()],
+            None,
         )
         .unwrap();
         for key in ["old", "new"] {
-            assert!(two.verify(&headers(&[("x-sig", hmac256_hex(key, "b"))]), b"b", now));
+            assert!(two.verify_body(&headers(&[("x-sig", hmac256_hex(key, "b"))]), b"b", now));
         }
-        assert!(!two.verify(&headers(&[("x-sig", hmac256_hex("other", "b"))]), b"b", now));
+        assert!(!two.verify_body(&headers(&[("x-sig", hmac256_hex("other", "b"))]), b"b", now));
         // Refused at load: tolerance without a timestamp, unknown pieces.
         for (toml, key) in [
             (
@@ -497,8 +640,12 @@ mod tests {
                 r#"{ scheme = "hmac", header = "X", signed = "{timestamp}.{body}", secret_env = "U" }"#,
                 "push.auth.signed",
             ),
+            (
+                r#"{ scheme = "hmac", header = "X", signed = "{url}{body}", secret_env = "U" }"#,
+                "push.public_url",
+            ),
         ] {
-            let err = Template::build(&auth(toml), Path::new("x.toml"), vec![])
+            let err = Template::build(&auth(toml), Path::new("x.toml"), vec![], None)
                 .err()
                 .unwrap()
                 .to_string();

@@ -11,6 +11,7 @@ use crate::event::Event;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use tracing::Instrument as _;
 use wasmtime::Store;
 
 /// The deadline of `describe`, whatever the manifest's deadlines: it
@@ -282,7 +283,7 @@ impl Runtime {
         sandbox: &Arc<Sandbox>,
     ) -> Result<Descriptor, CallError> {
         let deadline = DESCRIBE_DEADLINE;
-        self.with_deadline(deadline, async |waits| {
+        self.with_deadline("describe", sandbox, deadline, async |waits| {
             let (mut store, plugin) = self.instantiate(code, sandbox, deadline, waits).await?;
             let d = plugin
                 .inlet_connector_connector()
@@ -310,7 +311,7 @@ impl Runtime {
         sandbox: &Arc<Sandbox>,
     ) -> Result<Vec<String>, CallError> {
         let deadline = sandbox.pull_deadline;
-        self.with_deadline(deadline, async |waits| {
+        self.with_deadline("partitions", sandbox, deadline, async |waits| {
             let (mut store, plugin) = self.instantiate(code, sandbox, deadline, waits).await?;
             let r = plugin
                 .inlet_connector_connector()
@@ -332,7 +333,7 @@ impl Runtime {
         req: PushRequest,
     ) -> Result<PushResult, CallError> {
         let deadline = sandbox.push_deadline;
-        self.with_deadline(deadline, async |waits| {
+        self.with_deadline("on-push", sandbox, deadline, async |waits| {
             let (mut store, plugin) = self.instantiate(code, sandbox, deadline, waits).await?;
             let req = types::HttpRequest {
                 method: req.method,
@@ -366,7 +367,7 @@ impl Runtime {
         partition: Option<String>,
     ) -> Result<PullResult, CallError> {
         let deadline = sandbox.pull_deadline;
-        self.with_deadline(deadline, async |waits| {
+        self.with_deadline("pull", sandbox, deadline, async |waits| {
             let (mut store, plugin) = self.instantiate(code, sandbox, deadline, waits).await?;
             let r = plugin
                 .inlet_connector_connector()
@@ -389,17 +390,30 @@ impl Runtime {
     /// blocked in a host call, and the call's [`SourceWaits`] tell whether
     /// that call was waiting on the source (the source's fault) or on
     /// anything else (the connector's).
+    ///
+    /// The call is the `connector.call` span of the trace (its outbound
+    /// requests are its children).
     async fn with_deadline<T>(
         &self,
+        export: &'static str,
+        sandbox: &Sandbox,
         deadline: Duration,
         call: impl AsyncFnOnce(&Arc<SourceWaits>) -> Result<T, CallError>,
     ) -> Result<T, CallError> {
+        let span = crate::telemetry::span!(
+            "connector.call",
+            inlet.export = export,
+            inlet.connector = %sandbox.name,
+        );
         let waits = Arc::new(SourceWaits::default());
         // Pinned here, not inside the timeout, so that the call (and the
         // waits it holds) is still alive when the timeout is judged.
         let call = call(&waits);
         let mut call = std::pin::pin!(call);
-        match tokio::time::timeout(deadline + EPOCH_TICK * 5, call.as_mut()).await {
+        let result = match tokio::time::timeout(deadline + EPOCH_TICK * 5, call.as_mut())
+            .instrument(span.clone())
+            .await
+        {
             Ok(r) => r,
             Err(_) => Err(match waits.waiting_on() {
                 Some(waiting_on) => CallError::SourceTimeout {
@@ -408,7 +422,11 @@ impl Runtime {
                 },
                 None => CallError::Deadline(deadline),
             }),
+        };
+        if let Err(err) = &result {
+            crate::telemetry::failed(&span, err);
         }
+        result
     }
 }
 

@@ -98,6 +98,8 @@ pub(super) async fn accept_loop(listen: Listener, listener: TcpListener, tasks: 
             req.extensions_mut().insert(crate::conns::Peer(peer));
             req.extensions_mut().insert(surface);
             let id = request_id(req.headers());
+            req.extensions_mut()
+                .insert(crate::conns::RequestId(id.clone()));
             let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
             async move {
                 let mut resp = crate::api::route(h, req).await;

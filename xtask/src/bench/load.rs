@@ -1,5 +1,7 @@
-//! A keep-alive HTTP/1.1 load generator over hyper: N connections, each
-//! sending requests back to back for a fixed time after a warm-up.
+//! A keep-alive load generator over hyper: N clients, each sending
+//! requests back to back for a fixed time after a warm-up, over plain
+//! HTTP/1.1 or TLS (HTTP/1.1 or HTTP/2, a connection per client or one
+//! HTTP/2 connection shared by all).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -32,6 +34,93 @@ impl LoadResult {
     }
 }
 
+/// How the clients reach the server.
+#[derive(Clone)]
+pub enum Transport {
+    /// HTTP/1.1 over TCP.
+    Plain,
+    /// TLS with this client config; `h2` picks HTTP/2 (by ALPN), `shared`
+    /// puts every client on one HTTP/2 connection as streams.
+    Tls {
+        connector: tokio_rustls::TlsConnector,
+        h2: bool,
+        shared: bool,
+    },
+}
+
+/// One client's way to send a request.
+#[derive(Clone)]
+enum Sender {
+    H1(Arc<tokio::sync::Mutex<hyper::client::conn::http1::SendRequest<Full<Bytes>>>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+impl Sender {
+    async fn connect(addr: &str, transport: &Transport) -> Sender {
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).ok();
+        match transport {
+            Transport::Plain => Self::h1(TokioIo::new(stream)).await,
+            Transport::Tls { connector, h2, .. } => {
+                let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+                let tls = connector
+                    .connect(name, stream)
+                    .await
+                    .expect("TLS handshake");
+                let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+                if *h2 {
+                    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]), "the server chose h2");
+                    let (sender, conn) = hyper::client::conn::http2::handshake(
+                        hyper_util::rt::TokioExecutor::new(),
+                        TokioIo::new(tls),
+                    )
+                    .await
+                    .expect("h2 handshake");
+                    tokio::spawn(conn);
+                    Sender::H2(sender)
+                } else {
+                    Self::h1(TokioIo::new(tls)).await
+                }
+            }
+        }
+    }
+
+    async fn h1<T>(io: TokioIo<T>) -> Sender
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        let (sender, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        Sender::H1(Arc::new(tokio::sync::Mutex::new(sender)))
+    }
+
+    /// Sends `req`; whether it got a 2xx, and whether the connection is
+    /// still usable.
+    async fn send(&mut self, req: hyper::Request<Full<Bytes>>) -> (bool, bool) {
+        let resp = match self {
+            Sender::H1(s) => {
+                let mut s = s.lock().await;
+                let r = s.send_request(req).await;
+                match r {
+                    Ok(r) => Ok(r),
+                    Err(_) => return (false, s.ready().await.is_ok()),
+                }
+            }
+            Sender::H2(s) => s.send_request(req).await,
+        };
+        match resp {
+            Ok(resp) => {
+                let ok = resp.status().is_success();
+                let _ = resp.into_body().collect().await;
+                (ok, true)
+            }
+            Err(_) => (false, false),
+        }
+    }
+}
+
 /// Runs `connections` clients against `addr` posting to `path`.
 pub async fn run(
     addr: &str,
@@ -40,18 +129,33 @@ pub async fn run(
     warmup: Duration,
     duration: Duration,
 ) -> LoadResult {
-    run_over(&[addr.to_string()], path, connections, warmup, duration).await
+    let addrs = [addr.to_string()];
+    run_over(
+        &addrs,
+        path,
+        connections,
+        warmup,
+        duration,
+        &Transport::Plain,
+    )
+    .await
 }
 
-/// Like [`run`], with the connections spread round-robin over `addrs` (a
-/// load balancer in front of several hosts); keys and ids stay unique.
+/// Like [`run`], over `transport`, with the connections spread
+/// round-robin over `addrs` (a load balancer in front of several hosts);
+/// keys and ids stay unique.
 pub async fn run_over(
     addrs: &[String],
     path: &str,
     connections: usize,
     warmup: Duration,
     duration: Duration,
+    transport: &Transport,
 ) -> LoadResult {
+    let shared = match transport {
+        Transport::Tls { shared: true, .. } => Some(Sender::connect(&addrs[0], transport).await),
+        _ => None,
+    };
     let counter = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let measure_from = start + warmup;
@@ -61,15 +165,15 @@ pub async fn run_over(
         let addr = addrs[c % addrs.len()].clone();
         let path = path.to_string();
         let counter = counter.clone();
+        let shared = shared.clone();
+        let transport = transport.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0u64;
-            let stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
-            stream.set_nodelay(true).ok();
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .expect("handshake");
-            tokio::spawn(conn);
+            let mut sender = match shared {
+                Some(s) => s,
+                None => Sender::connect(&addr, &transport).await,
+            };
             loop {
                 let now = Instant::now();
                 if now >= end {
@@ -79,21 +183,18 @@ pub async fn run_over(
                 let body = format!(
                     r#"{{"id":"bench-{c}-{n}","type":"bench.event","customer":"cus_0000000001","amount":4200,"currency":"eur","note":"a typical small webhook payload of about two hundred bytes....."}}"#
                 );
-                let req = hyper::Request::post(&path)
-                    .header("host", &addr)
+                // HTTP/2 names the authority in the URI, HTTP/1.1 in `Host`.
+                let req = match sender {
+                    Sender::H2(_) => hyper::Request::post(format!("https://localhost{path}")),
+                    Sender::H1(_) => hyper::Request::post(&path).header("host", &addr),
+                };
+                let req = req
                     .header("content-type", "application/json")
                     .header("idempotency-key", format!("k-{c}-{n}"))
                     .body(Full::new(Bytes::from(body)))
                     .expect("request");
                 let sent = Instant::now();
-                let ok = match sender.send_request(req).await {
-                    Ok(resp) => {
-                        let ok = resp.status().is_success();
-                        let _ = resp.into_body().collect().await;
-                        ok
-                    }
-                    Err(_) => false,
-                };
+                let (ok, usable) = sender.send(req).await;
                 if sent >= measure_from {
                     if ok {
                         latencies.push(sent.elapsed().as_micros() as u64);
@@ -101,7 +202,7 @@ pub async fn run_over(
                         errors += 1;
                     }
                 }
-                if !ok && sender.ready().await.is_err() {
+                if !usable {
                     break;
                 }
             }

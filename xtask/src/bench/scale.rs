@@ -113,6 +113,7 @@ pub fn run(smoke: bool) -> Result<()> {
             conns,
             warmup,
             duration,
+            &load::Transport::Plain,
         ));
         drop(inlets);
         let (ceiling, ceiling_name) = match store {

@@ -72,6 +72,10 @@ pub struct PushSection {
     /// proxy, the address is read from `X-Forwarded-For` as far as
     /// `trusted_proxies` in `inlet.toml` vouch for it.
     pub allowed_ips: Option<Vec<String>>,
+    /// The URL senders post to for this source, as they sign it (`square`,
+    /// `twilio`, `{url}`): overrides `public_url` in `inlet.toml` + the
+    /// source's path, for a proxy that rewrites paths.
+    pub public_url: Option<String>,
 }
 
 /// `[push] dead_letters = { keep = "14d", max_bytes = 67108864, on = [...] }`:
@@ -216,6 +220,44 @@ pub enum AuthScheme {
     /// The HMAC family as a template: `algorithm`, `header`, `format`,
     /// `signed`, `timestamp_header`, `tolerance` (registry/template.rs).
     Hmac,
+    // Provider presets (registry/presets.rs): each is one template, or a
+    // check of its own (gitlab, mailgun), with the provider's headers.
+    /// Slack: `X-Slack-Signature: v0=` over `v0:{timestamp}:{body}`.
+    Slack,
+    /// Shopify: `X-Shopify-Hmac-Sha256`, base64 over the body.
+    Shopify,
+    /// Zoom: `x-zm-signature: v0=` over `v0:{timestamp}:{body}`.
+    Zoom,
+    /// Paddle Billing: `Paddle-Signature: ts=..;h1=..` over `{ts}:{body}`.
+    Paddle,
+    /// Linear: `Linear-Signature`, hex over the body.
+    Linear,
+    /// Intercom: `X-Hub-Signature: sha1=` over the body.
+    Intercom,
+    /// Typeform: `Typeform-Signature: sha256=` base64 over the body.
+    Typeform,
+    /// Calendly: `Calendly-Webhook-Signature: t=..,v1=..` over `{t}.{body}`.
+    Calendly,
+    /// Twitch EventSub: `Twitch-Eventsub-Message-Signature: sha256=` over
+    /// message id, timestamp and body.
+    Twitch,
+    /// GitLab: the secret token in `X-Gitlab-Token`.
+    Gitlab,
+    /// Square: `x-square-hmacsha256-signature`, base64 over the public
+    /// URL and the body.
+    Square,
+    /// Twilio: `X-Twilio-Signature`, HMAC-SHA1 base64 over the public URL
+    /// and the sorted form parameters (`bodySHA256` for other bodies).
+    Twilio,
+    /// Mailgun: `signature.{timestamp,token,signature}` in the body.
+    Mailgun,
+    /// Ed25519 over timestamp and body (Discord interactions:
+    /// `X-Signature-Ed25519`, `X-Signature-Timestamp`).
+    Ed25519,
+    /// ECDSA P-256 with SHA-256 over timestamp and body (SendGrid's Event
+    /// Webhook: `X-Twilio-Email-Event-Webhook-Signature`, `-Timestamp`).
+    #[serde(rename = "ecdsa-p256")]
+    EcdsaP256,
 }
 
 /// Where a secret comes from: one environment variable or file, or several
@@ -278,6 +320,14 @@ pub struct AuthConfig {
     /// 5m): how far the signed timestamp may be from now.
     #[serde(default, deserialize_with = "duration::deserialize_opt")]
     pub tolerance: Option<Duration>,
+    /// `ed25519` / `ecdsa-p256`: the sender's public key as the provider
+    /// prints it (hex for Ed25519; base64 DER or PEM for P-256).
+    /// A list accepts any of the keys (rotation).
+    pub public_key: Option<SecretSource>,
+    /// ... or the variable(s) holding it.
+    pub public_key_env: Option<SecretSource>,
+    /// ... or the file(s) holding it (relative to the manifest).
+    pub public_key_file: Option<SecretSource>,
 }
 
 /// `[pull]`.

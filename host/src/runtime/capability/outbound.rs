@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::sync::Semaphore;
+use tracing::Instrument as _;
 use wasmtime_wasi_http::WasiHttpHooks;
 
 /// What a manifest grants: hosts, and the headers injected for them.
@@ -230,7 +231,19 @@ impl WasiHttpHooks for Outbound {
         let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
         let host = uri.host().unwrap_or("").to_string();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        // A child of the connector call; the path without its query (which
+        // may hold a key the connector was given).
+        let span = crate::telemetry::span!(
+            "outbound",
+            otel.kind = "client",
+            http.request.method = %request.method(),
+            server.address = %host,
+            server.port = port,
+            url.path = %uri.path(),
+            http.response.status_code = tracing::field::Empty,
+        );
         if !self.grant.allows(&host, port) {
+            crate::telemetry::failed(&span, &"denied: not in allowed_hosts");
             tracing::debug!(target: "inlet::outbound", seq, method = %request.method(), uri = %uri, outcome = "denied", "Outbound request.");
             tracing::warn!(
                 connector = %self.connector,
@@ -249,8 +262,10 @@ impl WasiHttpHooks for Outbound {
                     "Outbound request refused: the call has `max_outbound_requests` in flight."
                 );
             }
+            crate::telemetry::failed(&span, &"refused: max_outbound_requests in flight");
             return Box::new(async { Err(wasmtime_wasi_http::Error::ConnectionLimitReached) });
         };
+        crate::telemetry::propagate(&span, request.headers_mut());
         for (name, value) in self.grant.injections_for(&host, port) {
             request.headers_mut().insert(name.clone(), value.clone());
         }
@@ -286,14 +301,23 @@ impl WasiHttpHooks for Outbound {
                 .acquire_owned()
                 .await
                 .map_err(|_| wasmtime_wasi_http::Error::ConnectionLimitReached)?;
-            let sent = wasmtime_wasi_http::default_send_request(request, Some(options)).await;
+            let sent = wasmtime_wasi_http::default_send_request(request, Some(options))
+                .instrument(span.clone())
+                .await;
             let (res, io) = match sent {
                 Ok(sent) => sent,
                 Err(err) => {
+                    crate::telemetry::failed(&span, &err);
                     tracing::debug!(target: "inlet::outbound", seq, error = %err, outcome = "failed", "Outbound response.");
                     return Err(err);
                 }
             };
+            if !span.is_disabled() {
+                span.record("http.response.status_code", res.status().as_u16());
+                if res.status().is_server_error() {
+                    crate::telemetry::failed(&span, &res.status());
+                }
+            }
             tracing::debug!(target: "inlet::outbound", seq, status = res.status().as_u16(), outcome = "answered", "Outbound response.");
             drop(head);
             // The connection task holds both slots until it ends.
