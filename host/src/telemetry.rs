@@ -1,8 +1,9 @@
 //! OpenTelemetry traces (`[telemetry] otlp_endpoint`).
 //!
 //! The host's spans are ordinary `tracing` spans with the target
-//! [`TARGET`] at `TRACE` level: without `[telemetry]` no layer enables
-//! them, so they cost a disabled callsite each. With it, a
+//! [`TARGET`], which the log's filter always turns off: without
+//! `[telemetry]` no layer enables them, so they cost a disabled callsite
+//! each. With it, a
 //! `tracing-opentelemetry` layer that sees only that target turns them into
 //! OpenTelemetry spans, exported over OTLP/HTTP (protobuf) in batches from
 //! the SDK's own thread. The log keeps its own filter and format: the spans
@@ -27,11 +28,11 @@ use tracing_subscriber::registry::LookupSpan;
 /// The `tracing` target of every span exported as a trace.
 pub const TARGET: &str = "inlet::trace";
 
-/// A span of the trace tree: target [`TARGET`], `TRACE` level, and the
-/// status fields [`failed`] records.
+/// A span of the trace tree: target [`TARGET`] (which the log's filter
+/// turns off), and the status fields [`failed`] records.
 macro_rules! span {
     ($name:literal $(, $($fields:tt)*)?) => {
-        tracing::trace_span!(
+        tracing::info_span!(
             target: "inlet::trace",
             $name,
             otel.status_code = tracing::field::Empty,
@@ -59,7 +60,8 @@ impl Telemetry {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_endpoint(config.traces_url())
-            .with_timeout(std::time::Duration::from_secs(10))
+            // Also the longest an exit waits for the last batch.
+            .with_timeout(std::time::Duration::from_secs(5))
             .build()
             .map_err(|e| anyhow::anyhow!("[telemetry] otlp_endpoint: {e}"))?;
         let resource = opentelemetry_sdk::Resource::builder()
@@ -71,9 +73,10 @@ impl Telemetry {
             .build();
         let provider = SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
-            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-                config.sample_ratio,
-            ))))
+            // The trace id decides (the same way on every host), not a
+            // sender's sampled flag: an anonymous sender cannot make the
+            // host record more than `sample_ratio`.
+            .with_sampler(Sampler::TraceIdRatioBased(config.sample_ratio))
             .with_resource(resource)
             .build();
         let layer = tracing_opentelemetry::layer()
@@ -82,7 +85,7 @@ impl Telemetry {
             .with_threads(false)
             .with_filter(
                 tracing_subscriber::filter::Targets::new()
-                    .with_target(TARGET, tracing::Level::TRACE),
+                    .with_target(TARGET, tracing::Level::INFO),
             );
         Ok((layer, Telemetry { provider }))
     }
@@ -101,8 +104,22 @@ pub(crate) fn continue_from(span: &tracing::Span, headers: &http::HeaderMap) {
     if span.is_disabled() || !headers.contains_key("traceparent") {
         return;
     }
-    let parent = TraceContextPropagator::new().extract(&HeaderReader(headers));
-    let _ = span.set_parent(parent);
+    use opentelemetry::trace::{SpanContext, TraceContextExt as _, TraceState};
+    let remote = TraceContextPropagator::new().extract(&HeaderReader(headers));
+    let given = remote.span().span_context().clone();
+    if !given.is_valid() {
+        return;
+    }
+    // The sender's ids only: its `tracestate` is not carried on to the
+    // sources the connector calls.
+    let parent = SpanContext::new(
+        given.trace_id(),
+        given.span_id(),
+        given.trace_flags(),
+        true,
+        TraceState::default(),
+    );
+    let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent));
 }
 
 /// Writes `span`'s W3C trace context into `headers` (replacing any the

@@ -93,6 +93,7 @@ mod error;
 mod event;
 pub mod http;
 pub mod log;
+pub mod mac;
 mod percent;
 mod pull;
 mod push;

@@ -446,7 +446,7 @@ pub fn query(connection: &str, statement: &str, params: &[Value]) -> Result<Rows
 }
 
 #[cfg_attr(not(target_family = "wasm"), allow(dead_code))]
-fn error_from_wit(e: crate::wit::inlet::connector::types::Error) -> Error {
+pub(crate) fn error_from_wit(e: crate::wit::inlet::connector::types::Error) -> Error {
     use crate::wit::inlet::connector::types::Error as E;
     match e {
         E::Invalid(m) => Error::Invalid(m),

@@ -4,7 +4,8 @@
 //! wrote and the requests it sent.
 //!
 //! In a native build (`cargo test`) the host functions ([`config`](crate::config),
-//! [`log`](crate::log), [`http`](crate::http), [`sql`](crate::sql)) are
+//! [`log`](crate::log), [`http`](crate::http), [`sql`](crate::sql),
+//! [`mac`](crate::mac)) are
 //! served by the [`Env`] a hook runs in; in the `wasm32-wasip2` build they
 //! are the host's, and this module is unused. A host function called
 //! natively outside an `Env` panics with a message naming the function and
@@ -185,6 +186,7 @@ struct State {
     inject: Vec<(String, String, String)>,
     logs: Vec<LogLine>,
     sent: Vec<Sent>,
+    secrets: Vec<(String, String)>,
 }
 
 /// The host, as a test sees it: `[config]`, scripted sources, injected
@@ -245,6 +247,18 @@ impl Env {
             .borrow_mut()
             .inject
             .push((host.into(), header.into(), value.into()));
+        self
+    }
+
+    /// A `[sandbox.secrets]` grant for [`mac`](crate::mac): `name` may be
+    /// given several times (rotation: the first signs, any verifies). The
+    /// connector never reads it; the test kit computes the MACs as the
+    /// host does.
+    pub fn secret(self, name: impl Into<String>, value: impl Into<String>) -> Env {
+        self.state
+            .borrow_mut()
+            .secrets
+            .push((name.into(), value.into()));
         self
     }
 
@@ -313,6 +327,41 @@ pub(crate) fn config(key: &str) -> Option<String> {
         .rev()
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.clone())
+}
+
+/// The HMACs of `data` under each value of the secret `name`, as the
+/// host's `mac` interface computes them.
+#[cfg(not(target_family = "wasm"))]
+pub(crate) fn mac(
+    name: &str,
+    algorithm: crate::mac::Algorithm,
+    data: &[u8],
+) -> Result<Vec<Vec<u8>>, Error> {
+    use crate::mac::Algorithm;
+    use hmac::Hmac;
+    fn run<M: hmac::Mac + hmac::digest::KeyInit>(key: &[u8], data: &[u8]) -> Vec<u8> {
+        let mut m = <M as hmac::digest::KeyInit>::new_from_slice(key).expect("any key length");
+        m.update(data);
+        m.finalize().into_bytes().to_vec()
+    }
+    let env = current(&format!("mac(\"{name}\")"));
+    let state = env.state.borrow();
+    let macs: Vec<Vec<u8>> = state
+        .secrets
+        .iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, v)| match algorithm {
+            Algorithm::Sha1 => run::<Hmac<sha1::Sha1>>(v.as_bytes(), data),
+            Algorithm::Sha256 => run::<Hmac<sha2::Sha256>>(v.as_bytes(), data),
+            Algorithm::Sha512 => run::<Hmac<sha2::Sha512>>(v.as_bytes(), data),
+        })
+        .collect();
+    if macs.is_empty() {
+        return Err(Error::invalid(format!(
+            "no secret `{name}` in [sandbox.secrets] (in a test: Env::secret)"
+        )));
+    }
+    Ok(macs)
 }
 
 #[cfg_attr(target_family = "wasm", allow(dead_code))]

@@ -271,7 +271,9 @@ fn senders() -> Vec<Sender> {
                 let at = chrono::DateTime::from_timestamp(ts as i64, 123_456_789)
                     .unwrap()
                     .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-                let id = "e0f7f2a4-message-id";
+                // A message id per message (it is the idempotency key).
+                use sha2::Digest as _;
+                let id = &hex::encode(sha2::Sha256::digest(body))[..32];
                 let mac = hmac256(
                     key.secret(),
                     &[id.as_bytes(), at.as_bytes(), body.as_bytes()],
@@ -561,4 +563,160 @@ async fn every_preset_accepts_its_providers_signature_and_refuses_the_rest() {
             .collect();
         assert_eq!(ids, [format!("{what}-1"), format!("{what}-2")], "{what}");
     }
+
+    // Twilio: a JSON delivery's signature covers the URL and its body
+    // hash; calling the body a form (an unsigned header) does not skip the
+    // hash.
+    let twilio = senders.iter().find(|s| s.source == "twilio-json").unwrap();
+    let mut swapped = (twilio.sign)(twilio, Key::First, now(), &json_body("x"), Mangle::Intact);
+    swapped.body = String::new();
+    swapped.headers.push((
+        "content-type".into(),
+        "application/x-www-form-urlencoded".into(),
+    ));
+    assert_eq!(
+        send(&host, twilio, &swapped).await,
+        401,
+        "twilio: body swapped"
+    );
+
+    // Mailgun signs its token, not the event: a captured token with another
+    // event is answered as the first delivery, and stores nothing.
+    let mailgun = senders.iter().find(|s| s.source == "mailgun").unwrap();
+    let t = now();
+    let first = (mailgun.sign)(mailgun, Key::First, t, &json_body("mg-a"), Mangle::Intact);
+    assert_eq!(send(&host, mailgun, &first).await, 202);
+    let mut forged = first;
+    forged.body = forged.body.replacen("mg-a", "mg-forged", 1);
+    assert_eq!(
+        send(&host, mailgun, &forged).await,
+        200,
+        "the first answer, again"
+    );
+    let ids: Vec<String> = host
+        .events("mailgun")
+        .await
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["mailgun-1", "mailgun-2", "mg-a"]);
+}
+
+/// The Slack and Zoom connectors, on the real binary: the host checks each
+/// provider's signature, the connectors answer the handshakes (Zoom's with
+/// an HMAC the host computes from a secret the connector never sees) and
+/// store the notifications.
+#[tokio::test]
+async fn slack_and_zoom_handshakes_end_to_end() {
+    const BIN: &str = env!("CARGO_BIN_EXE_inlet");
+    let dir = inlet_tests::host_dir(&[
+        (
+            "slack",
+            plugins::SLACK,
+            Some("[push]\nauth = { scheme = \"slack\", secret_file = \"slack.secret\" }\n"),
+        ),
+        (
+            "zoom",
+            plugins::ZOOM,
+            Some(
+                "[push]\nauth = { scheme = \"zoom\", secret_env = \"ZOOM_SECRET_TOKEN\" }\n\
+                 [sandbox.secrets]\nzoom = { env = \"ZOOM_SECRET_TOKEN\" }\n",
+            ),
+        ),
+    ]);
+    std::fs::write(
+        dir.path().join("plugins.d/slack.secret"),
+        "slack-signing-secret",
+    )
+    .unwrap();
+    let host = inlet_tests::ChildHost::spawn(
+        BIN,
+        dir.path(),
+        &[],
+        &[("ZOOM_SECRET_TOKEN", "zoom-secret-token")],
+    )
+    .expect("starts");
+    let client = reqwest::Client::new();
+    let post = |source: &str, headers: Vec<(&str, String)>, body: &str| {
+        let mut b = client
+            .post(host.url(&format!("/ingest/{source}")))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        for (k, v) in headers {
+            b = b.header(k, v);
+        }
+        b.send()
+    };
+
+    // Slack: url_verification is answered with its challenge.
+    let ts = now();
+    let slack = |body: &str, secret: &[u8]| {
+        let mac = hmac256(secret, &[format!("v0:{ts}:{body}").as_bytes()]);
+        vec![
+            ("X-Slack-Request-Timestamp", ts.to_string()),
+            ("X-Slack-Signature", format!("v0={}", hex::encode(mac))),
+        ]
+    };
+    let challenge = r#"{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
+    let resp = post(
+        "slack",
+        slack(challenge, b"slack-signing-secret"),
+        challenge,
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    let reply: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        reply["challenge"],
+        "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
+    );
+    // ...but not without the signing secret.
+    let resp = post("slack", slack(challenge, b"guess"), challenge)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    // An event_callback is stored by event_id; Slack's retry is not stored again.
+    let callback = r#"{"type":"event_callback","team_id":"T0001","event_id":"Ev0PV52K21","event":{"type":"app_mention","text":"hi"}}"#;
+    for _ in 0..2 {
+        let resp = post("slack", slack(callback, b"slack-signing-secret"), callback)
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+    }
+    let events = host.events("slack").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["id"], "Ev0PV52K21");
+
+    // Zoom: endpoint.url_validation, answered with HMAC-SHA256(secret
+    // token, plainToken), computed here apart from the host.
+    let zoom = |body: &str| {
+        let mac = hmac256(
+            b"zoom-secret-token",
+            &[format!("v0:{ts}:{body}").as_bytes()],
+        );
+        vec![
+            ("x-zm-request-timestamp", ts.to_string()),
+            ("x-zm-signature", format!("v0={}", hex::encode(mac))),
+        ]
+    };
+    let validation = r#"{"payload":{"plainToken":"qgg8vlvZRS6UYooatFL8Aw"},"event_ts":1654503849680,"event":"endpoint.url_validation"}"#;
+    let resp = post("zoom", zoom(validation), validation).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let reply: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(reply["plainToken"], "qgg8vlvZRS6UYooatFL8Aw");
+    assert_eq!(
+        reply["encryptedToken"],
+        hex::encode(hmac256(b"zoom-secret-token", &[b"qgg8vlvZRS6UYooatFL8Aw"]))
+    );
+    let resp = post("zoom", vec![], validation).await.unwrap();
+    assert_eq!(resp.status(), 401, "unsigned validation");
+    let started = r#"{"event":"meeting.started","event_ts":1700000000123,"payload":{"object":{"id":"85746065"}}}"#;
+    let resp = post("zoom", zoom(started), started).await.unwrap();
+    assert_eq!(resp.status(), 202);
+    let events = host.events("zoom").await;
+    assert_eq!(events.len(), 1, "only the notification: {events:?}");
+    assert_eq!(events[0]["id"], "meeting.started:1700000000123:85746065");
+    // The secret token appears nowhere the connector could put it.
+    assert!(!host.log_text().contains("zoom-secret-token"));
 }

@@ -270,7 +270,11 @@ async fn push_and_pull_export_their_span_trees_and_carry_traceparent() {
         attr(outbound, "http.request.method").as_deref(),
         Some("GET")
     );
-    assert_eq!(attr(outbound, "url.path").as_deref(), Some("/items"));
+    assert_eq!(
+        attr(outbound, "server.address").as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(attr(outbound, "url.path"), None, "paths may hold keys");
     assert_eq!(
         attr(outbound, "http.response.status_code").as_deref(),
         Some("200")

@@ -68,13 +68,22 @@ pub fn run(listen: &str) -> Result<()> {
             .join(format!("{name}.toml"));
         if manifest.is_file() {
             let mut text = std::fs::read_to_string(&manifest)?;
-            if name == "github" {
-                // A demo secret in a file, so the demo needs no environment.
-                std::fs::write(dir.join("github.secret"), "demo-secret\n")?;
-                text = text.replace(
-                    r#"secret_env = "GITHUB_WEBHOOK_SECRET""#,
-                    r#"secret_file = "github.secret""#,
-                );
+            // Demo secrets in files, so the demo needs no environment:
+            // `secret_env = "VAR"` and `{ env = "VAR" }` read NAME.secret.
+            if let Some(var) = text
+                .split("secret_env = \"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .map(str::to_string)
+            {
+                std::fs::write(dir.join(format!("{name}.secret")), "demo-secret\n")?;
+                let file = format!(r#"file = "{name}.secret""#);
+                text = text
+                    .replace(
+                        &format!(r#"secret_env = "{var}""#),
+                        &format!("secret_{file}"),
+                    )
+                    .replace(&format!(r#"env = "{var}""#), &file);
             }
             std::fs::write(dir.join(format!("{name}.toml")), text)?;
         }

@@ -356,9 +356,16 @@ fn init_tracing(
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     use tracing_subscriber::{EnvFilter, Layer as _};
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new("info,wasmtime_wasi_http=error,wasmtime=warn,cranelift_codegen=warn")
-    });
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| {
+            EnvFilter::new("info,wasmtime_wasi_http=error,wasmtime=warn,cranelift_codegen=warn")
+        })
+        // The trace spans are the exporter's, never log lines.
+        .add_directive(
+            format!("{}=off", crate::telemetry::TARGET)
+                .parse()
+                .expect("a valid directive"),
+        );
     // Colours only on a terminal: a log file or collector gets plain text.
     let log = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()

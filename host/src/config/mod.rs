@@ -15,8 +15,8 @@ pub use host::{
 pub use manifest::SqlSection;
 pub use manifest::{
     AuthConfig, AuthScheme, DEFAULT_DEDUP_WINDOW, DeadLetterClass, Inject, Manifest, PullSection,
-    PushSection, RateLimit, Retry, SandboxSection, SecretSource, SignatureEncoding, StreamSection,
-    parse_cron,
+    PushSection, RateLimit, Retry, SandboxSection, SecretGrant, SecretSource, SignatureEncoding,
+    StreamSection, parse_cron,
 };
 pub use secret::{MAX_SECRET_FILE, Secret, SecretError, SecretRef};
 

@@ -239,7 +239,10 @@ where
         return rejected(ApiError::RateLimited(wait));
     }
 
-    let key = connector.push.idempotency_key(&parts.headers);
+    let key = connector
+        .push
+        .idempotency_key(&parts.headers)
+        .or_else(|| verifier.body_key(&parts.headers, &body));
     // The key is claimed before it is looked up: a retry that arrives while
     // the original is still being stored (its group not yet flushed) gets
     // 409, never an answer from a write that is not durable yet.

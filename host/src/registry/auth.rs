@@ -128,8 +128,10 @@ impl Verifier {
                 Err(ConfigError::invalid(
                     path,
                     &format!("push.auth.{key}"),
-                    format!("is not used by the `{:?}` scheme; remove it", auth.scheme)
-                        .to_lowercase(),
+                    format!(
+                        "is not used by the `{}` scheme; remove it",
+                        auth.scheme.name()
+                    ),
                 ))
             } else {
                 Ok(())
@@ -212,6 +214,7 @@ impl Verifier {
             let mut template = super::template::Template::build(&filled, path, secrets()?, url)?;
             template.name = preset.name;
             template.body_sha256_param = preset.body_sha256_param;
+            template.idempotency_header = preset.idempotency_header;
             return Ok(Verifier::Template(Box::new(template)));
         }
         Ok(match auth.scheme {
@@ -323,6 +326,29 @@ impl Verifier {
                 }
             }
         })
+    }
+
+    /// The provider's delivery-id header, the idempotency key when the
+    /// manifest names none.
+    pub fn idempotency_header(&self) -> Option<&'static str> {
+        match self {
+            Verifier::Template(t) => t.idempotency_header,
+            Verifier::Github(_) => Some("x-github-delivery"),
+            _ => None,
+        }
+    }
+
+    /// An idempotency key the provider puts in the body (Mailgun's token).
+    pub fn body_key(&self, headers: &HeaderMap, body: &[u8]) -> Option<String> {
+        match self {
+            Verifier::Mailgun { .. } => super::presets::mailgun_key(headers, body),
+            _ => None,
+        }
+    }
+
+    /// Whether the scheme signs the URL the sender posted to.
+    pub fn signs_url(&self) -> bool {
+        matches!(self, Verifier::Template(t) if t.signs_url())
     }
 
     /// Whether the sender is authenticated by its headers alone (checked

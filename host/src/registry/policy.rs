@@ -33,10 +33,11 @@ impl PushPolicy {
     ) -> Result<Self, ConfigError> {
         let push = &manifest.push;
         let url = match &push.public_url {
+            // Verbatim: the sender signs exactly the URL it was given.
             Some(url) => {
                 crate::config::check_public_url(url)
                     .map_err(|e| ConfigError::invalid(path, "push.public_url", e))?;
-                Some(url.trim_end_matches('/').to_string())
+                Some(url.clone())
             }
             None => public_url.map(|base| format!("{}/ingest/{name}", base.trim_end_matches('/'))),
         };
@@ -71,8 +72,26 @@ impl PushPolicy {
                     .map_err(|e| ConfigError::invalid(path, "push.allowed_ips", e))
             })
             .transpose()?;
+        let verifier = Verifier::build(&push.auth, path, url.as_deref())?;
+        if push.public_url.is_some() && !verifier.signs_url() {
+            return Err(ConfigError::invalid(
+                path,
+                "push.public_url",
+                format!(
+                    "is not used by the `{}` scheme (it does not sign the URL); remove it",
+                    push.auth.scheme.name()
+                ),
+            ));
+        }
+        // A preset's delivery-id header is the key unless the manifest
+        // names one.
+        let idempotency_header = idempotency_header.or_else(|| {
+            verifier
+                .idempotency_header()
+                .and_then(|h| http::HeaderName::from_bytes(h.as_bytes()).ok())
+        });
         Ok(PushPolicy {
-            verifier: Verifier::build(&push.auth, path, url.as_deref())?,
+            verifier,
             allowed_ips,
             idempotency_header,
             dedup_window: manifest.dedup_window(),

@@ -26,6 +26,9 @@ pub(super) struct TemplatePreset {
     pub tolerance: Option<Duration>,
     /// Twilio's `bodySHA256` query parameter for bodies that are not forms.
     pub body_sha256_param: Option<&'static str>,
+    /// The provider's delivery id, the idempotency key unless the manifest
+    /// names another header (a replayed delivery is answered, not stored).
+    pub idempotency_header: Option<&'static str>,
 }
 
 const FIVE_MINUTES: Option<Duration> = Some(Duration::from_secs(300));
@@ -46,6 +49,7 @@ const fn preset(
         timestamp_header: None,
         tolerance: None,
         body_sha256_param: None,
+        idempotency_header: None,
     }
 }
 
@@ -74,13 +78,16 @@ pub(super) fn template(scheme: AuthScheme) -> Option<TemplatePreset> {
                 "v0:{timestamp}:{body}",
             )
         },
-        AuthScheme::Shopify => preset(
-            "shopify",
-            "sha256",
-            "X-Shopify-Hmac-Sha256",
-            "{base64}",
-            "{body}",
-        ),
+        AuthScheme::Shopify => TemplatePreset {
+            idempotency_header: Some("X-Shopify-Webhook-Id"),
+            ..preset(
+                "shopify",
+                "sha256",
+                "X-Shopify-Hmac-Sha256",
+                "{base64}",
+                "{body}",
+            )
+        },
         AuthScheme::Paddle => TemplatePreset {
             tolerance: Some(Duration::from_secs(5)),
             ..preset(
@@ -91,7 +98,10 @@ pub(super) fn template(scheme: AuthScheme) -> Option<TemplatePreset> {
                 "{timestamp}:{body}",
             )
         },
-        AuthScheme::Linear => preset("linear", "sha256", "Linear-Signature", "{hex}", "{body}"),
+        AuthScheme::Linear => TemplatePreset {
+            idempotency_header: Some("Linear-Delivery"),
+            ..preset("linear", "sha256", "Linear-Signature", "{hex}", "{body}")
+        },
         AuthScheme::Intercom => preset(
             "intercom",
             "sha1",
@@ -118,6 +128,7 @@ pub(super) fn template(scheme: AuthScheme) -> Option<TemplatePreset> {
         },
         AuthScheme::Twitch => TemplatePreset {
             timestamp_header: Some("Twitch-Eventsub-Message-Timestamp"),
+            idempotency_header: Some("Twitch-Eventsub-Message-Id"),
             tolerance: Some(Duration::from_secs(600)),
             ..preset(
                 "twitch",
@@ -136,6 +147,7 @@ pub(super) fn template(scheme: AuthScheme) -> Option<TemplatePreset> {
         ),
         AuthScheme::Twilio => TemplatePreset {
             body_sha256_param: Some("bodySHA256"),
+            idempotency_header: Some("I-Twilio-Idempotency-Token"),
             ..preset(
                 "twilio",
                 "sha1",
@@ -161,32 +173,8 @@ pub(super) fn mailgun(
     req: Signed<'_>,
     now: SystemTime,
 ) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Body {
-        signature: Fields,
-    }
-    #[derive(serde::Deserialize, Default)]
-    struct Fields {
-        timestamp: String,
-        token: String,
-        signature: String,
-    }
-    let fields = if is_form(headers) {
-        let mut f = Fields::default();
-        for (k, v) in form_urlencoded::parse(req.body) {
-            match &*k {
-                "timestamp" => f.timestamp = v.into_owned(),
-                "token" => f.token = v.into_owned(),
-                "signature" => f.signature = v.into_owned(),
-                _ => {}
-            }
-        }
-        f
-    } else {
-        match serde_json::from_slice::<Body>(req.body) {
-            Ok(b) => b.signature,
-            Err(_) => return false,
-        }
+    let Some(fields) = mailgun_fields(headers, req.body) else {
+        return false;
     };
     let Ok(given) = hex::decode(fields.signature.trim()) else {
         return false;
@@ -203,4 +191,47 @@ pub(super) fn mailgun(
         found |= mac.verify_slice(&given).is_ok();
     }
     found
+}
+
+#[derive(serde::Deserialize, Default)]
+struct MailgunFields {
+    timestamp: String,
+    token: String,
+    signature: String,
+}
+
+/// Mailgun's signature fields, from a JSON body (`signature.*`) or a
+/// urlencoded form.
+fn mailgun_fields(headers: &HeaderMap, body: &[u8]) -> Option<MailgunFields> {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        signature: MailgunFields,
+    }
+    if is_form(headers) {
+        let mut f = MailgunFields::default();
+        for (k, v) in form_urlencoded::parse(body) {
+            match &*k {
+                "timestamp" => f.timestamp = v.into_owned(),
+                "token" => f.token = v.into_owned(),
+                "signature" => f.signature = v.into_owned(),
+                _ => {}
+            }
+        }
+        Some(f)
+    } else {
+        serde_json::from_slice::<Body>(body)
+            .ok()
+            .map(|b| b.signature)
+    }
+}
+
+/// Mailgun's token, the idempotency key of its deliveries: the signature
+/// covers the timestamp and token, not the event, so a replayed token is
+/// answered with the first delivery's answer and never stores another
+/// event.
+pub(super) fn mailgun_key(headers: &HeaderMap, body: &[u8]) -> Option<String> {
+    mailgun_fields(headers, body)
+        .map(|f| f.token)
+        .filter(|t| !t.is_empty())
+        .map(|t| format!("mailgun-token:{t}"))
 }

@@ -113,6 +113,8 @@ pub struct Template {
     pub(super) body_sha256_param: Option<&'static str>,
     /// The scheme as the manifest names it (`hmac`, or a preset's name).
     pub(super) name: &'static str,
+    /// The provider's delivery-id header (a preset's).
+    pub(super) idempotency_header: Option<&'static str>,
 }
 
 /// What a signature may cover besides the headers: the body, and where
@@ -127,7 +129,11 @@ pub struct Signed<'a> {
 impl Signed<'_> {
     /// The URL the sender posted to, on `base` (the source's public URL).
     fn url(&self, base: &str) -> String {
-        let mut url = format!("{}{}", base.trim_end_matches('/'), self.rest);
+        let mut url = if self.rest.is_empty() {
+            base.to_string()
+        } else {
+            format!("{}{}", base.trim_end_matches('/'), self.rest)
+        };
         if let Some(q) = self.query {
             url.push('?');
             url.push_str(q);
@@ -327,6 +333,27 @@ impl Template {
                 "`{timestamp}` needs a timestamp: in `format` or from `timestamp_header`",
             ));
         }
+        // What is signed must cover the body, and the timestamp whose
+        // freshness is checked: otherwise one captured signature would
+        // vouch for any body, or for ever.
+        if !signed.contains(&Piece::Body) && !signed.contains(&Piece::Form) {
+            return Err(invalid(
+                path,
+                "signed",
+                "the body is not signed: include `{body}` (or `{form}` for form posts)",
+            ));
+        }
+        let signs_timestamp = signed.contains(&Piece::Timestamp)
+            || timestamp_header
+                .as_ref()
+                .is_some_and(|h| signed.contains(&Piece::Header(h.clone())));
+        if has_timestamp && !signs_timestamp {
+            return Err(invalid(
+                path,
+                "signed",
+                "the timestamp is checked but not signed: include `{timestamp}`",
+            ));
+        }
         if signed.contains(&Piece::Url) && url.is_none() {
             return Err(ConfigError::invalid(
                 path,
@@ -338,6 +365,7 @@ impl Template {
             url: url.map(str::to_string),
             body_sha256_param: None,
             name: "hmac",
+            idempotency_header: None,
             algorithm,
             header: header_name(path, "header", header)?,
             format,
@@ -350,6 +378,11 @@ impl Template {
 
     pub fn header(&self) -> &HeaderName {
         &self.header
+    }
+
+    /// Whether `{url}` is signed.
+    pub fn signs_url(&self) -> bool {
+        self.signed.contains(&Piece::Url)
     }
 
     /// Whether the request is signed by one of the secrets.
@@ -403,27 +436,34 @@ impl Template {
             return false;
         }
         let form = is_form(headers);
+        // Twilio: a body hash in the (signed) URL is checked whenever it is
+        // there, whatever the (unsigned) content type says.
+        let mut body_hashed = false;
         if let Some(param) = self.body_sha256_param
-            && !form
+            && let Some(given) = req.param(param)
         {
             use sha2::Digest as _;
             let digest = hex::encode(sha2::Sha256::digest(body));
-            if !req.param(param).is_some_and(|given| {
-                bool::from(
-                    given
-                        .to_ascii_lowercase()
-                        .as_bytes()
-                        .ct_eq(digest.as_bytes()),
-                )
-            }) {
+            if !bool::from(
+                given
+                    .to_ascii_lowercase()
+                    .as_bytes()
+                    .ct_eq(digest.as_bytes()),
+            ) {
                 return false;
             }
+            body_hashed = true;
+        }
+        // A body nothing signed is never accepted: `{form}` covers a form
+        // post only.
+        if !self.signed.contains(&Piece::Body) && !body_hashed && !form {
+            return false;
         }
         let url = match (&self.url, self.signed.contains(&Piece::Url)) {
             (Some(base), true) => req.url(base),
             _ => String::new(),
         };
-        let params = if form && self.signed.contains(&Piece::Form) {
+        let params = if form && !body_hashed && self.signed.contains(&Piece::Form) {
             sorted_form(body)
         } else {
             Vec::new()
@@ -643,6 +683,15 @@ mod tests {
             (
                 r#"{ scheme = "hmac", header = "X", signed = "{url}{body}", secret_env = "U" }"#,
                 "push.public_url",
+            ),
+            // One signature must not vouch for any body, or for ever.
+            (
+                r#"{ scheme = "hmac", header = "X", signed = "{header:X-Id}", secret_env = "U" }"#,
+                "push.auth.signed",
+            ),
+            (
+                r#"{ scheme = "hmac", header = "X", timestamp_header = "X-Ts", signed = "{body}", secret_env = "U" }"#,
+                "push.auth.signed",
             ),
         ] {
             let err = Template::build(&auth(toml), Path::new("x.toml"), vec![], None)

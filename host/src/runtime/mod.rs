@@ -149,6 +149,10 @@ impl Runtime {
             &mut s.host_api
         })?;
         bindings::sql::add_to_linker::<HostState, HasSelf<Sql>>(&mut linker, |s| &mut s.sql)?;
+        bindings::mac::add_to_linker::<HostState, HasSelf<capability::mac::Macs>>(
+            &mut linker,
+            |s| &mut s.macs,
+        )?;
 
         let ticker = Arc::new(AtomicBool::new(false));
         let stop = ticker.clone();

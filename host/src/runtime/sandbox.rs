@@ -46,6 +46,8 @@ pub struct Sandbox {
     pub(crate) outbound: Arc<OutboundGrant>,
     /// `[sandbox.sql.NAME]` grants, by NAME (capability/sql.rs).
     pub(crate) sql: Arc<BTreeMap<String, Arc<SqlConnection>>>,
+    /// `[sandbox.secrets]` grants, by NAME (capability/mac.rs).
+    pub(crate) secrets: Arc<super::capability::mac::Secrets>,
     /// What the source's calls used (kept by the registry per source).
     pub(crate) usage: Arc<Usage>,
 }
@@ -122,6 +124,7 @@ impl Sandbox {
                 .unwrap_or(defaults.quarantine_cooldown),
             outbound: Arc::new(outbound),
             sql: Arc::new(SqlConnection::resolve_all(s, manifest_path)?),
+            secrets: Arc::new(super::capability::mac::resolve(s, manifest_path)?),
             usage,
         })
     }

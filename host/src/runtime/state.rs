@@ -3,6 +3,7 @@
 //! limits.
 
 use super::capability::host_api::HostApi;
+use super::capability::mac::Macs;
 use super::capability::outbound::Outbound;
 use super::capability::sql::Sql;
 use super::limits::MemoryLimit;
@@ -26,6 +27,8 @@ pub struct HostState {
     pub(crate) host_api: HostApi,
     /// The `sql` interface (capability/sql.rs).
     pub(crate) sql: Sql,
+    /// The `mac` interface (capability/mac.rs).
+    pub(crate) macs: Macs,
     /// The host calls waiting on the source right now.
     pub(crate) waits: Arc<SourceWaits>,
 }
@@ -59,6 +62,9 @@ impl HostState {
                 grants: sandbox.sql.clone(),
                 deadline,
                 waits: waits.clone(),
+            },
+            macs: Macs {
+                secrets: sandbox.secrets.clone(),
             },
             waits,
         }

@@ -260,6 +260,36 @@ pub enum AuthScheme {
     EcdsaP256,
 }
 
+impl AuthScheme {
+    /// The scheme as a manifest writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthScheme::None => "none",
+            AuthScheme::Bearer => "bearer",
+            AuthScheme::HmacSha256 => "hmac-sha256",
+            AuthScheme::Github => "github",
+            AuthScheme::Stripe => "stripe",
+            AuthScheme::StandardWebhooks => "standard-webhooks",
+            AuthScheme::Hmac => "hmac",
+            AuthScheme::Slack => "slack",
+            AuthScheme::Shopify => "shopify",
+            AuthScheme::Zoom => "zoom",
+            AuthScheme::Paddle => "paddle",
+            AuthScheme::Linear => "linear",
+            AuthScheme::Intercom => "intercom",
+            AuthScheme::Typeform => "typeform",
+            AuthScheme::Calendly => "calendly",
+            AuthScheme::Twitch => "twitch",
+            AuthScheme::Gitlab => "gitlab",
+            AuthScheme::Square => "square",
+            AuthScheme::Twilio => "twilio",
+            AuthScheme::Mailgun => "mailgun",
+            AuthScheme::Ed25519 => "ed25519",
+            AuthScheme::EcdsaP256 => "ecdsa-p256",
+        }
+    }
+}
+
 /// Where a secret comes from: one environment variable or file, or several
 /// (every one is accepted, for rotation).
 #[derive(Debug, Clone, Deserialize)]
@@ -421,6 +451,18 @@ pub struct SandboxSection {
     /// `[sandbox.sql.NAME]`: databases the connector may query read-only
     /// through the `sql` interface, by NAME.
     pub sql: BTreeMap<String, SqlSection>,
+    /// `[sandbox.secrets]`: secrets the connector may MAC with through the
+    /// `mac` interface, by NAME, without seeing them.
+    pub secrets: BTreeMap<String, SecretGrant>,
+}
+
+/// `[sandbox.secrets] NAME = { env = "VAR" }` or `{ file = "path" }` (a
+/// list of either for rotation: `sign` uses the first, `verify` any).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretGrant {
+    pub env: Option<SecretSource>,
+    pub file: Option<SecretSource>,
 }
 
 /// `[sandbox.sql.NAME]`: one PostgreSQL database a connector may query by

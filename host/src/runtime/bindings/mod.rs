@@ -7,4 +7,4 @@
 
 pub mod v0_1;
 
-pub use v0_1::{CONNECTOR_EXPORT, Plugin, PluginPre, host_api, sql, types};
+pub use v0_1::{CONNECTOR_EXPORT, Plugin, PluginPre, host_api, mac, sql, types};

@@ -8,6 +8,7 @@ wasmtime::component::bindgen!({
 });
 
 pub use inlet::connector::host as host_api;
+pub use inlet::connector::mac;
 pub use inlet::connector::sql;
 pub use inlet::connector::types;
 

@@ -12,12 +12,15 @@
 //!   manifest's `allowed_hosts`;
 //! - `inlet:connector/host` and `inlet:connector/types`;
 //! - `inlet:connector/sql`, which answers only for connections the manifest
-//!   grants in `[sandbox.sql]` (`invalid` otherwise).
+//!   grants in `[sandbox.sql]` (`invalid` otherwise);
+//! - `inlet:connector/mac`, HMACs with the secrets the manifest grants in
+//!   `[sandbox.secrets]` (`invalid` otherwise).
 //!
 //! Refused: `wasi:sockets/*` (outbound traffic goes through wasi:http only)
 //! and every other interface or top-level function.
 
 pub(crate) mod host_api;
+pub(crate) mod mac;
 pub(crate) mod outbound;
 pub(crate) mod sql;
 
@@ -53,6 +56,7 @@ const GRANTED: &[&str] = &[
     "inlet:connector/host",
     "inlet:connector/types",
     "inlet:connector/sql",
+    "inlet:connector/mac",
 ];
 
 /// One import of a component and whether the host grants it.

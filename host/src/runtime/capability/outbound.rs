@@ -231,15 +231,14 @@ impl WasiHttpHooks for Outbound {
         let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
         let host = uri.host().unwrap_or("").to_string();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        // A child of the connector call; the path without its query (which
-        // may hold a key the connector was given).
+        // A child of the connector call. Host and port only: paths and
+        // queries carry keys often enough (`/bot<token>/`, webhook URLs).
         let span = crate::telemetry::span!(
             "outbound",
             otel.kind = "client",
             http.request.method = %request.method(),
             server.address = %host,
             server.port = port,
-            url.path = %uri.path(),
             http.response.status_code = tracing::field::Empty,
         );
         if !self.grant.allows(&host, port) {
