@@ -168,6 +168,19 @@ pub(crate) fn ensure_nats() -> Result<()> {
     )
 }
 
+/// Chromium and its WebDriver (Debian's `chromium`, `chromium-driver`) for
+/// the console's browser tests.
+pub(crate) fn ensure_chromium() -> Result<()> {
+    let have = |p: &str| Path::new(p).is_file();
+    if have("/usr/bin/chromium") && have("/usr/bin/chromedriver") {
+        return Ok(());
+    }
+    apt_install(
+        "chromium chromium-driver",
+        "headless Chromium and chromedriver, for the console's browser tests",
+    )
+}
+
 fn apt_install(package: &str, why: &str) -> Result<()> {
     eprintln!("xtask: installing the Debian package `{package}`: {why}");
     let apt = |args: &[&str]| {
@@ -176,7 +189,9 @@ fn apt_install(package: &str, why: &str) -> Result<()> {
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
     };
-    match apt(&["update", "-qq"]).and_then(|_| apt(&["install", "-y", "-qq", package])) {
+    let mut install = vec!["install", "-y", "-qq"];
+    install.extend(package.split(' '));
+    match apt(&["update", "-qq"]).and_then(|_| apt(&install)) {
         Ok(status) if status.success() => Ok(()),
         other => bail!(
             "`{package}` is not installed and `apt-get install {package}` did not work ({other:?}); install it ({why}) and run again"
@@ -230,6 +245,7 @@ fn test() -> Result<()> {
     ensure_target()?;
     ensure_postgres()?;
     ensure_nats()?;
+    ensure_chromium()?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args([
         "clippy",

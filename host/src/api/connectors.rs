@@ -79,6 +79,7 @@ async fn status(
         "reloads": state.counters.reloads.load(std::sync::atomic::Ordering::Relaxed),
         "last_offset": last_offset,
         "dead_letters": dead_letters,
+        "history": state.history.snapshot(crate::store::now_ms()),
     });
     match connector {
         Some(c) => {
@@ -156,10 +157,16 @@ pub async fn show(api: &Api, name: &str, query: Option<&str>) -> Result<Resp, Ap
         .into_iter()
         .find(|(k, _)| k == "checkpoints_after")
         .map(|(_, v)| v);
-    Ok(reply::json(
-        StatusCode::OK,
-        &status(api, name, connector.as_ref(), after.as_deref()).await,
-    ))
+    let mut v = status(api, name, connector.as_ref(), after.as_deref()).await;
+    // The serving version's manifest as written: settings and the names
+    // of secrets (a manifest holds names, never values).
+    if connector.is_some() {
+        merge(
+            &mut v,
+            serde_json::json!({"manifest_text": api.registry.source(name).manifest_text()}),
+        );
+    }
+    Ok(reply::json(StatusCode::OK, &v))
 }
 
 /// `POST /v1/connectors/{name}/resume`: lifts a quarantine.

@@ -2,6 +2,7 @@
 //! The push path itself lives in [`crate::push`].
 
 mod connectors;
+mod console;
 mod dead_letters;
 pub mod routes;
 mod streams;
@@ -78,7 +79,10 @@ async fn dispatch(api: &Api, req: http::Request<Incoming>) -> Result<Resp, ApiEr
         .get::<Surface>()
         .copied()
         .unwrap_or(Surface::All);
-    let admin_route = path.starts_with("/v1/") || path == "/metrics";
+    let admin_route = path.starts_with("/v1/")
+        || path == "/metrics"
+        || path == "/console"
+        || path.starts_with("/console/");
     let ingest_route = path.starts_with("/ingest/");
     if (surface == Surface::Ingest && admin_route) || (surface == Surface::Admin && ingest_route) {
         return Err(ApiError::NoRoute {
@@ -169,6 +173,8 @@ async fn dispatch(api: &Api, req: http::Request<Incoming>) -> Result<Resp, ApiEr
         }
         RouteId::DeadLetter => dead_letters::show(api, p(0), p(1)).await,
         RouteId::DeadLetterReplay => dead_letters::replay(api, p(0), p(1), req.uri().query()).await,
+        RouteId::Console => Ok(console::page()),
+        RouteId::ConsoleAsset => console::asset(p(0)),
         RouteId::Reload => {
             let changed = api.registry.scan().await;
             Ok(reply::json(

@@ -24,6 +24,8 @@ pub enum RouteId {
     DeadLettersReplay,
     DeadLetter,
     DeadLetterReplay,
+    Console,
+    ConsoleAsset,
 }
 
 /// `ANY` stands for every method.
@@ -100,6 +102,8 @@ pub const ROUTES: &[(&str, &str, RouteId)] = &[
         RouteId::DeadLetterReplay,
     ),
     ("POST", "/v1/reload", RouteId::Reload),
+    ("GET", "/console", RouteId::Console),
+    ("GET", "/console/{asset}", RouteId::ConsoleAsset),
 ];
 
 /// The OpenAPI document.

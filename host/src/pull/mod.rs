@@ -363,6 +363,11 @@ async fn pull_partition(
                 summary.events += record.events as u64;
                 summary.duplicates += dropped as u64;
                 Counters::add(&state.counters.events_pull, record.events as u64);
+                state.history.record(
+                    crate::registry::history::Path::Pull,
+                    record.events as u64,
+                    now_ms(),
+                );
                 Counters::add(&state.counters.events_deduplicated, dropped as u64);
             }
             CommitOutcome::Duplicate(_) => unreachable!("pull commits carry no idempotency key"),

@@ -466,6 +466,11 @@ pub(crate) async fn call_and_commit(
     match outcome {
         CommitOutcome::Stored { record, dropped } => {
             Counters::add(&state.counters.events_push, record.events as u64);
+            state.history.record(
+                crate::registry::history::Path::Push,
+                record.events as u64,
+                now_ms(),
+            );
             Counters::add(&state.counters.events_deduplicated, dropped as u64);
             Ok(Committed::Stored {
                 record,

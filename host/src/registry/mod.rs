@@ -17,6 +17,7 @@
 mod asymmetric;
 mod auth;
 mod files;
+pub mod history;
 mod policy;
 mod presets;
 mod source;

@@ -89,6 +89,8 @@ pub struct PullStatus {
 #[derive(Debug, Default)]
 pub struct SourceState {
     pub counters: Counters,
+    /// Events stored per minute over the last hour.
+    pub history: super::history::History,
     /// What the source's calls used (log lines dropped), across versions.
     pub usage: Arc<Usage>,
     /// The component hash and manifest text whose load last failed in the
