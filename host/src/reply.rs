@@ -130,6 +130,8 @@ pub enum ApiError {
     UnknownDeadLetter(String),
     /// The sender's address is not in the source's `allowed_ips` (403).
     AddressNotAllowed(std::net::IpAddr),
+    /// A browser sent an admin request from another site's page (403).
+    CrossSite,
 }
 
 impl ApiError {
@@ -169,7 +171,7 @@ impl ApiError {
             | ApiError::StoreDown(_)
             | ApiError::NotKept { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::UnknownDeadLetter(_) => StatusCode::NOT_FOUND,
-            ApiError::AddressNotAllowed(_) => StatusCode::FORBIDDEN,
+            ApiError::AddressNotAllowed(_) | ApiError::CrossSite => StatusCode::FORBIDDEN,
         }
     }
 
@@ -209,7 +211,7 @@ impl ApiError {
             ApiError::NotReady => "not_ready",
             ApiError::StoreDown(_) | ApiError::NotKept { .. } => "store_unavailable",
             ApiError::UnknownDeadLetter(_) => "unknown_dead_letter",
-            ApiError::AddressNotAllowed(_) => "forbidden",
+            ApiError::AddressNotAllowed(_) | ApiError::CrossSite => "forbidden",
         }
     }
 
@@ -308,6 +310,9 @@ impl ApiError {
             ApiError::UnknownDeadLetter(id) => format!("no dead letter `{id}`"),
             ApiError::AddressNotAllowed(ip) => {
                 format!("pushes from {ip} are not allowed for this source")
+            }
+            ApiError::CrossSite => {
+                "the admin API and the console answer only their own pages and non-browser clients (Sec-Fetch-Site)".into()
             }
         }
     }

@@ -86,6 +86,24 @@ impl Browser {
         .await
     }
 
+    /// Clicks the element `css` showing `text`, finding it again if the
+    /// page redrew it in between.
+    async fn click(&self, css: &str, text: &str) {
+        eventually(
+            Duration::from_secs(20),
+            &format!("click `{css}` {text:?}"),
+            || async {
+                for e in self.c().find_all(Locator::Css(css)).await.ok()? {
+                    if e.text().await.ok()?.contains(text) {
+                        return e.click().await.ok();
+                    }
+                }
+                None
+            },
+        )
+        .await
+    }
+
     /// Types `token` into the sign-in form and submits it.
     async fn sign_in(&self, token: &str) {
         let input = self
@@ -291,7 +309,7 @@ async fn the_console_shows_states_acts_through_the_api_and_follows_events_live()
 
     // Resume clears the quarantine (checked through the API).
     b.c().goto(&host.url("/console#/c/broken")).await.unwrap();
-    b.wait_text("button", "Resume").await.click().await.unwrap();
+    b.click("button", "Resume").await;
     b.wait_text("#action-result", "Resumed").await;
     let st = admin(&host, reqwest::Method::GET, "/v1/connectors/broken").await;
     assert_ne!(st["state"], "quarantined", "{st}");
@@ -301,11 +319,7 @@ async fn the_console_shows_states_acts_through_the_api_and_follows_events_live()
     b.c().goto(&host.url("/console#/c/feed")).await.unwrap();
     b.wait_text("table.checkpoints", "(unnamed)").await;
     b.wait_text("#manifest", "allowed_hosts").await;
-    b.wait_text("table.checkpoints button", "Edit")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("table.checkpoints button", "Edit").await;
     let input = b
         .c()
         .wait()
@@ -314,11 +328,7 @@ async fn the_console_shows_states_acts_through_the_api_and_follows_events_live()
         .unwrap();
     input.clear().await.unwrap();
     input.send_keys("42").await.unwrap();
-    b.wait_text("table.checkpoints button", "Save")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("table.checkpoints button", "Save").await;
     b.wait_text("#action-result", "set").await;
     let cp = admin(
         &host,
@@ -327,6 +337,13 @@ async fn the_console_shows_states_acts_through_the_api_and_follows_events_live()
     )
     .await;
     assert_eq!(cp["value"], "42", "{cp}");
+    // Pull now runs a pull and says what it did; the source saw the edit.
+    b.click("button", "Pull now").await;
+    b.wait_text("#action-result", "in 1 batch").await;
+    assert_eq!(
+        source.requests().last().unwrap().param("since").as_deref(),
+        Some("42")
+    );
 
     // The event list shows a pushed event without a reload.
     b.c().goto(&host.url("/console#/c/hook")).await.unwrap();
@@ -364,7 +381,7 @@ async fn the_console_shows_states_acts_through_the_api_and_follows_events_live()
     b.wait_text("table.overview", "hook").await;
     b.screenshot("overview-phone").await;
     b.c().goto(&host.url("/console#/c/feed")).await.unwrap();
-    b.wait_text("table.checkpoints", "42").await;
+    b.wait_text("table.checkpoints", "(unnamed)").await;
     b.screenshot("connector-phone").await;
 
     // Every request the page made went to this origin.
@@ -380,6 +397,16 @@ async fn the_console_shows_states_acts_through_the_api_and_follows_events_live()
     for o in origins.as_array().unwrap() {
         assert_eq!(o.as_str().unwrap(), base.trim_end_matches('/'), "{origins}");
     }
+    // Another site's page in the operator's browser cannot drive the
+    // admin API (Sec-Fetch-Site), even with the token.
+    let forged = http
+        .post(host.url("/v1/reload"))
+        .bearer_auth(TOKEN)
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
     // And the page is served under a CSP that allows nothing else.
     let page = http.get(host.url("/console")).send().await.unwrap();
     let csp = page.headers()["content-security-policy"]

@@ -383,7 +383,8 @@ async fn every_documented_route_is_served() {
         let concrete = path
             .replace("{source}", "hooks")
             .replace("{name}", "hooks")
-            .replace("{rest}", "a/b");
+            .replace("{rest}", "a/b")
+            .replace("{asset}", "app.js");
         for method in ["get", "put", "post", "delete", "patch"] {
             if item.get(method).is_none() {
                 continue;
@@ -852,6 +853,8 @@ async fn admin_listen_splits_the_admin_api_from_ingest() {
         "/v1/streams/hooks/events",
         "/metrics",
         "/v1/openapi.json",
+        "/console",
+        "/console/app.js",
     ] {
         assert_eq!(
             status(host.url(path)).await,
@@ -867,6 +870,8 @@ async fn admin_listen_splits_the_admin_api_from_ingest() {
         "/metrics",
         "/healthz",
         "/readyz",
+        "/console",
+        "/console/app.js",
     ] {
         assert_eq!(
             status(format!("{admin}{path}")).await,

@@ -17,7 +17,8 @@ const STYLE: &str = include_str!("console/app.css");
 /// form posts anywhere, no plugins.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
                        connect-src 'self'; img-src 'self'; base-uri 'none'; \
-                       form-action 'none'; frame-ancestors 'none'";
+                       form-action 'none'; frame-ancestors 'none'; \
+                       require-trusted-types-for 'script'; trusted-types 'none'";
 
 fn serve(content_type: &'static str, body: &'static str) -> Resp {
     let mut resp = reply::text(StatusCode::OK, content_type, body);

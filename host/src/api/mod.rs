@@ -57,7 +57,7 @@ pub enum Surface {
     All,
     /// `/ingest` and the health checks (`listen` beside an `admin_listen`).
     Ingest,
-    /// `/v1`, `/metrics` and the health checks (`admin_listen`).
+    /// `/v1`, `/metrics`, `/console` and the health checks (`admin_listen`).
     Admin,
 }
 
@@ -89,6 +89,20 @@ async fn dispatch(api: &Api, req: http::Request<Incoming>) -> Result<Resp, ApiEr
             method: method.to_string(),
             path,
         });
+    }
+    // A browser says where a request comes from: another site's page
+    // may not drive the admin API or the console (cross-site request
+    // forgery against a token-less loopback host, or a page in the
+    // operator's browser). Clients that are not browsers send no such
+    // header.
+    if admin_route
+        && req
+            .headers()
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|site| !matches!(site, "same-origin" | "none"))
+    {
+        return Err(ApiError::CrossSite);
     }
     let (id, params) = match routes::find(&method, &path) {
         routes::Match::Found(id, params) => (

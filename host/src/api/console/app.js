@@ -13,6 +13,10 @@ const app = {
   token: sessionStorage.getItem(TOKEN_KEY),
   downSince: null,
   timer: null,
+  // Each refresh's number: an answer for an older one is dropped.
+  generation: 0,
+  // The last action's outcome on a connector page, kept across redraws.
+  result: null,
   // The live event view: its source, the last offset shown, the poll.
   live: null,
 };
@@ -60,14 +64,19 @@ async function api(method, path, body, signal) {
   }
   hostUp();
   if (resp.status === 401) {
-    showLogin(app.token ? 'That token was refused.' : null);
+    const refused = Boolean(app.token);
+    app.token = null;
+    sessionStorage.removeItem(TOKEN_KEY);
+    showLogin(refused ? 'That token was refused.' : null);
     throw new Unauthorized();
   }
   const text = await resp.text();
   if (!resp.ok) {
     let message = `${resp.status} ${resp.statusText}`;
     try { message = JSON.parse(text).error.message || message; } catch (_) { /* not JSON */ }
-    throw new Error(message);
+    const err = new Error(message);
+    err.status = resp.status;
+    throw err;
   }
   return text;
 }
@@ -77,11 +86,15 @@ async function apiJson(method, path, body) {
   return text ? JSON.parse(text) : null;
 }
 
+function setText(id, text) {
+  const e = document.getElementById(id);
+  if (e.textContent !== text) e.textContent = text;
+}
+
 function hostDown() {
   if (app.downSince === null) app.downSince = new Date();
-  const banner = document.getElementById('banner');
-  banner.textContent = `The host is not answering (since ${app.downSince.toLocaleTimeString()}). Retrying every ${REFRESH_MS / 1000} s…`;
-  banner.hidden = false;
+  setText('banner', `The host is not answering (since ${app.downSince.toLocaleTimeString()}). Retrying every ${REFRESH_MS / 1000} s…`);
+  document.getElementById('banner').hidden = false;
 }
 
 function hostUp() {
@@ -96,8 +109,13 @@ function showLogin(error) {
     main.replaceChildren(document.getElementById('login-template').content.cloneNode(true));
     document.getElementById('login').addEventListener('submit', (ev) => {
       ev.preventDefault();
-      app.token = document.getElementById('token').value.trim();
-      sessionStorage.setItem(TOKEN_KEY, app.token);
+      const token = document.getElementById('token').value.trim();
+      if (!token) {
+        showLogin('Type the admin token.');
+        return;
+      }
+      app.token = token;
+      sessionStorage.setItem(TOKEN_KEY, token);
       route();
     });
     document.getElementById('token').focus();
@@ -152,14 +170,15 @@ function checkpointAge(c) {
   return times.length ? ago(Math.max(...times)) : '—';
 }
 
-async function overview() {
+async function overview(generation) {
   const { connectors } = await apiJson('GET', '/v1/connectors');
+  if (generation !== app.generation) return;
   // The worst first (PROBLEMS is in order of severity), then by name.
   const rank = (c) => { const i = PROBLEMS.indexOf(c.state); return i < 0 ? PROBLEMS.length : i; };
   connectors.sort((a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name));
   const problems = connectors.filter((c) => PROBLEMS.includes(c.state)).length;
-  document.getElementById('summary').textContent =
-    `${connectors.length} connector${connectors.length === 1 ? '' : 's'}` + (problems ? `, ${problems} with problems` : '');
+  setText('summary',
+    `${connectors.length} connector${connectors.length === 1 ? '' : 's'}` + (problems ? `, ${problems} with problems` : ''));
   const cell = (label, ...content) => el('td', { 'data-label': label }, ...content);
   const rows = connectors.map((c) =>
     el('tr', { class: PROBLEMS.includes(c.state) ? 'problem' : '', 'data-name': c.name },
@@ -175,8 +194,14 @@ async function overview() {
   const table = el('table', { class: 'overview' },
     el('thead', {}, el('tr', {}, ...['Connector', 'Version', 'Modes', 'State', 'Last hour (push, pull)', 'Last error', 'Checkpoint', 'Next pull', 'Dead letters'].map((h) => el('th', { scope: 'col' }, h)))),
     el('tbody', {}, rows));
+  // The redraw keeps the keyboard focus on the same connector's link, and
+  // waits while the operator is selecting text.
+  if (String(window.getSelection()).length > 0) return;
+  const focused = document.activeElement?.closest?.('tr')?.dataset.name;
   document.getElementById('main').replaceChildren(
+    el('h1', { class: 'visually-hidden' }, 'Connectors'),
     connectors.length ? table : el('p', { class: 'muted' }, 'No connectors: drop NAME.wasm into the plugins directory.'));
+  if (focused) document.querySelector(`tr[data-name="${CSS.escape(focused)}"] a`)?.focus();
 }
 
 // A button that runs `action` and reports its outcome in `out`.
@@ -186,15 +211,20 @@ function actionButton(label, action, out, cls) {
     onclick: async (ev) => {
       ev.target.disabled = true;
       try {
-        out.textContent = await action();
-        out.className = 'muted';
+        app.result = { text: await action(), cls: 'muted', name: currentName() };
       } catch (e) {
-        if (!(e instanceof Unauthorized)) { out.textContent = e.message; out.className = 'error'; }
+        if (!(e instanceof Unauthorized)) app.result = { text: e.message, cls: 'error', name: currentName() };
       } finally {
+        if (app.result) { out.textContent = app.result.text; out.className = app.result.cls; }
         ev.target.disabled = false;
       }
     },
   }, label);
+}
+
+function currentName() {
+  const hash = location.hash || '#/';
+  return hash.startsWith('#/c/') ? decodeURIComponent(hash.slice(4)) : null;
 }
 
 function checkpointRow(name, p, out) {
@@ -205,8 +235,18 @@ function checkpointRow(name, p, out) {
   const idle = () => controls.replaceChildren(
     el('button', { type: 'button', onclick: edit }, 'Edit'), ' ',
     el('button', { type: 'button', class: 'danger', onclick: reset }, 'Reset'));
-  function edit() {
-    const input = el('input', { 'aria-label': `new checkpoint of ${label}`, value: p.value, class: 'checkpoint-input' });
+  async function edit() {
+    // The status shows a checkpoint cut at 256 characters: edit the whole.
+    let value = p.value;
+    if (p.value_truncated) {
+      try {
+        value = (await apiJson('GET', path)).value;
+      } catch (e) {
+        if (!(e instanceof Unauthorized)) { out.textContent = e.message; out.className = 'error'; }
+        return;
+      }
+    }
+    const input = el('input', { 'aria-label': `new checkpoint of ${label}`, value, class: 'checkpoint-input' });
     controls.replaceChildren(input, ' ',
       actionButton('Save', async () => {
         await apiJson('PUT', path, { value: input.value });
@@ -233,16 +273,19 @@ function checkpointRow(name, p, out) {
     controls);
 }
 
-async function connectorPage(name) {
+async function connectorPageAt(name, generation) {
   const c = await apiJson('GET', `/v1/connectors/${encodeURIComponent(name)}`);
-  document.getElementById('summary').textContent = name;
-  const out = el('p', { id: 'action-result', role: 'status', 'aria-live': 'polite' });
+  if (generation !== app.generation) return;
+  setText('summary', name);
+  if (app.result?.name !== name) app.result = null;
+  const out = el('p', { id: 'action-result', role: 'status', 'aria-live': 'polite', class: app.result?.cls || '' },
+    app.result?.text || '');
   const actions = el('div', { class: 'actions' });
   if ((c.modes || []).includes('pull')) {
     actions.append(actionButton('Pull now', async () => {
       const r = await apiJson('POST', `/v1/connectors/${encodeURIComponent(name)}/pull`);
       refreshSoon();
-      return `Pulled: ${r.events ?? 0} event(s) in ${r.batches ?? 0} batch(es).`;
+      return `Pulled: ${r.run?.events ?? 0} event(s) in ${r.run?.batches ?? 0} batch(es).`;
     }, out));
   }
   if (c.state === 'quarantined') {
@@ -274,7 +317,7 @@ async function connectorPage(name) {
   const checkpoints = el('section', { class: 'card' }, el('h2', {}, `Checkpoints (${c.checkpoints_total ?? 0})`),
     (c.checkpoints || []).length
       ? el('table', { class: 'checkpoints' },
-        el('thead', {}, el('tr', {}, ['Partition', 'Value', 'Updated', ''].map((h) => el('th', { scope: 'col' }, h)))),
+        el('thead', {}, el('tr', {}, ['Partition', 'Value', 'Updated', 'Actions'].map((h) => el('th', { scope: 'col' }, h)))),
         el('tbody', {}, c.checkpoints.map((p) => checkpointRow(name, p, out))))
       : el('p', { class: 'muted' }, 'None yet.'));
   const manifest = el('section', { class: 'card' }, el('h2', {}, 'Manifest'),
@@ -308,37 +351,46 @@ function stopLive() {
   app.live = null;
 }
 
-// The newest events, then each new one as it is stored (long poll).
-async function startLive(name, lastOffset, list, filter) {
+// The newest events, then each new one as it is stored (long poll). After
+// a failure it goes on from the last event shown, keeping the list.
+async function startLive(name, lastOffset, list, filter, resumeAfter) {
   stopLive();
   const live = { name, abort: new AbortController() };
   app.live = live;
   const base = `/v1/streams/${encodeURIComponent(name)}/events`;
-  let after = null;
-  list.replaceChildren();
+  let after = resumeAfter ?? null;
   const show = (text) => {
+    let shown = 0;
     for (const line of text.split('\n')) {
       if (!line.trim()) continue;
       const env = JSON.parse(line);
       list.prepend(eventItem(env));
       after = env.offset;
+      shown += 1;
       while (list.children.length > 100) list.lastChild.remove();
     }
     applyFilter(list, filter.value);
+    return shown;
   };
   try {
-    if (lastOffset !== null && lastOffset !== undefined) {
+    if (resumeAfter === undefined && lastOffset !== null && lastOffset !== undefined) {
       const from = lastOffset - 20;
       show(await api('GET', base + (from >= 0 ? `?after=${from}` : '?limit=21'), undefined, live.abort.signal));
     }
     while (app.live === live) {
+      const started = Date.now();
       const q = after === null ? '?wait=25' : `?after=${after}&wait=25`;
-      show(await api('GET', base + q, undefined, live.abort.signal));
+      const shown = show(await api('GET', base + q, undefined, live.abort.signal));
+      // An empty answer at once (the host is shutting down): not a spin.
+      if (shown === 0 && Date.now() - started < 1000) await new Promise((r) => setTimeout(r, REFRESH_MS));
     }
   } catch (e) {
     if (e.name === 'AbortError' || e instanceof Unauthorized || app.live !== live) return;
-    // The host went away: try again after the next refresh.
-    setTimeout(() => { if (app.live === live) startLive(name, after, list, filter); }, REFRESH_MS);
+    // No stream (a connector that never stored anything and is gone): stop.
+    if (e.status >= 400 && e.status < 500 && e.status !== 429) return;
+    setTimeout(() => {
+      if (app.live === live) startLive(name, lastOffset, list, filter, after ?? lastOffset ?? null);
+    }, REFRESH_MS);
   }
 }
 
@@ -348,25 +400,30 @@ function refreshSoon() {
 }
 
 // The overview refreshes on a timer; a connector page keeps its event
-// list (live already) and refreshes the rest only on request.
+// list (live already) and redraws the rest only after an action. A refresh
+// that a newer one overtook draws nothing and schedules nothing.
 async function refresh() {
   clearTimeout(app.timer);
-  const hash = location.hash || '#/';
+  const generation = ++app.generation;
+  const name = currentName();
   try {
-    if (hash.startsWith('#/c/')) {
-      await connectorPage(decodeURIComponent(hash.slice(4)));
+    if (name !== null) {
+      await connectorPageAt(name, generation);
     } else {
       stopLive();
-      await overview();
+      await overview(generation);
     }
+    if (generation !== app.generation) return;
     document.getElementById('logout').hidden = !app.token;
   } catch (e) {
-    if (e instanceof Unauthorized) return;
+    if (e instanceof Unauthorized || generation !== app.generation) return;
     if (!app.downSince) {
       document.getElementById('main').replaceChildren(el('p', { class: 'error' }, e.message));
     }
   }
-  if (!hash.startsWith('#/c/') || app.downSince) app.timer = setTimeout(refresh, REFRESH_MS);
+  if (generation === app.generation && (name === null || app.downSince)) {
+    app.timer = setTimeout(refresh, REFRESH_MS);
+  }
 }
 
 function route() {
@@ -377,6 +434,9 @@ window.addEventListener('hashchange', route);
 document.getElementById('logout').addEventListener('click', () => {
   sessionStorage.removeItem(TOKEN_KEY);
   app.token = null;
+  app.generation++;
+  clearTimeout(app.timer);
+  setText('summary', '');
   showLogin(null);
 });
 route();
