@@ -415,8 +415,8 @@ async fn partitions_and_checkpoints_cannot_grow_without_bound() {
 
     for (config, expected) in [
         (
-            "partitions = \"random:1025\"",
-            "1025 partitions; the limit is 1024",
+            "partitions = \"random:10001\"",
+            "10001 partitions; the limit is 10000",
         ),
         (
             "partitions = \"huge\"",

@@ -1,19 +1,21 @@
-//! `cargo xtask bench [push|pull|call|reload|memory|scale|all] [--smoke]`:
+//! `cargo xtask bench [push|pull|call|reload|memory|scale|scale-connectors|peers|all] [--smoke]`:
 //! release builds, each figure beside a ceiling measured in the same run; a
 //! markdown table on stdout and JSON under `target/bench/`. `--smoke` runs
 //! each harness for a moment on the debug build: it checks the harness
 //! works and asserts nothing about speed. See BENCHMARKS.md.
 
 mod call;
+mod connectors;
 mod load;
 mod memory;
+mod peers;
 mod pull;
 mod push;
 mod reload;
 mod scale;
 
 use anyhow::{Context, Result, bail};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 pub fn run(which: &str, smoke: bool) -> Result<()> {
@@ -43,8 +45,18 @@ pub fn run(which: &str, smoke: bool) -> Result<()> {
         scale::run(smoke)?;
         ran = true;
     }
+    if all || which == "scale-connectors" {
+        connectors::run(smoke)?;
+        ran = true;
+    }
+    if all || which == "peers" {
+        peers::run(smoke)?;
+        ran = true;
+    }
     if !ran {
-        bail!("unknown benchmark `{which}`; use push, pull, call, reload, memory, scale or all");
+        bail!(
+            "unknown benchmark `{which}`; use push, pull, call, reload, memory, scale, scale-connectors, peers or all"
+        );
     }
     Ok(())
 }
@@ -96,11 +108,10 @@ impl Inlet {
     /// Starts `inlet serve` on a free port over a temp dir holding
     /// `plugins` (name, wasm path, manifest).
     pub fn start(
-        bin: &PathBuf,
+        bin: &Path,
         plugins: &[(&str, PathBuf, Option<&str>)],
         extra: &[&str],
     ) -> Result<Inlet> {
-        use std::io::{BufRead, BufReader};
         let dir = tempfile::tempdir()?;
         let pdir = dir.path().join("plugins.d");
         std::fs::create_dir_all(&pdir)?;
@@ -110,23 +121,7 @@ impl Inlet {
                 std::fs::write(pdir.join(format!("{name}.toml")), m)?;
             }
         }
-        let mut child = Command::new(bin)
-            .args(["serve", "--listen", "127.0.0.1:0", "--plugins"])
-            .arg(&pdir)
-            .arg("--data")
-            .arg(dir.path().join("data"))
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting inlet")?;
-        let stdout = child.stdout.take().expect("piped");
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let addr = inlet_devtools::listening_addr(&line)
-            .with_context(|| format!("unexpected first line from inlet: {line:?}"))?
-            .to_string();
+        let (child, addr) = spawn_serve(bin, &pdir, &dir.path().join("data"), extra)?;
         Ok(Inlet {
             child,
             addr,
@@ -147,6 +142,54 @@ impl Drop for Inlet {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Spawns `inlet serve` on a free loopback port over `plugins` and
+/// `data`; returns the child and the address its first line names.
+pub(crate) fn spawn_serve(
+    bin: &Path,
+    plugins: &Path,
+    data: &Path,
+    extra: &[&str],
+) -> Result<(Child, String)> {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--plugins"])
+        .arg(plugins)
+        .arg("--data")
+        .arg(data)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+    let addr = inlet_devtools::listening_addr(&line)
+        .with_context(|| format!("unexpected first line from inlet: {line:?}"))?
+        .to_string();
+    Ok((child, addr))
+}
+
+/// One HTTP/1.1 request (`Connection: close`, a JSON body when not
+/// empty): the status and the body.
+pub(crate) fn http(addr: &str, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let status = resp
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("not an HTTP response: {resp:?}"))?;
+    let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Ok((status, body.to_string()))
 }
 
 pub(crate) fn write_json(name: &str, value: &serde_json::Value) -> Result<()> {

@@ -57,7 +57,7 @@ enum Cmd {
     Deps,
     /// Run benchmarks (release build); see BENCHMARKS.md.
     Bench {
-        /// push | pull | call | all
+        /// push | pull | call | reload | memory | scale | peers | all
         #[arg(default_value = "all")]
         which: String,
         /// A few seconds per benchmark: checks the harness works.
@@ -181,7 +181,7 @@ pub(crate) fn ensure_chromium() -> Result<()> {
     )
 }
 
-fn apt_install(package: &str, why: &str) -> Result<()> {
+pub(crate) fn apt_install(package: &str, why: &str) -> Result<()> {
     eprintln!("xtask: installing the Debian package `{package}`: {why}");
     let apt = |args: &[&str]| {
         Command::new("apt-get")

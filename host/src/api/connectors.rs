@@ -138,11 +138,16 @@ fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
 }
 
 pub async fn list(api: &Api) -> Resp {
-    let loaded = api.registry.all();
+    let loaded: std::collections::HashMap<String, Arc<Connector>> = api
+        .registry
+        .all()
+        .into_iter()
+        .map(|c| (c.name.to_string(), c))
+        .collect();
     let names = api.registry.listed_sources();
     let mut items = Vec::with_capacity(names.len());
     for n in &names {
-        items.push(status(api, n, loaded.iter().find(|c| c.name.as_str() == n), None).await);
+        items.push(status(api, n, loaded.get(n.as_str()), None).await);
     }
     reply::json(StatusCode::OK, &serde_json::json!({ "connectors": items }))
 }

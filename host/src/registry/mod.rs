@@ -52,7 +52,7 @@ pub struct Connector {
     /// `name@version+sha256:<12 hex>`, written into every envelope.
     pub label: String,
     /// The compiled, linked component.
-    pub code: Code,
+    pub code: Arc<Code>,
     /// The parsed `NAME.toml` (defaults without one).
     pub manifest: Manifest,
     /// Limits and capabilities of every call.
@@ -110,6 +110,11 @@ pub struct Registry {
     scan_lock: tokio::sync::Mutex<()>,
     /// A lock per component hash being compiled.
     compiling: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The linked code of every component hash some connector holds: N
+    /// connectors with the same `.wasm` share one copy of its machine code
+    /// (resident memory) and its instance-pool affinity (a slot last used
+    /// by the same code is reused without remapping its memory image).
+    shared_code: Mutex<HashMap<String, std::sync::Weak<Code>>>,
     metrics: Arc<crate::metrics::Metrics>,
     /// Counts scans that changed what is loaded: followers (the pull
     /// scheduler) watch it instead of the registry calling into them.
@@ -137,6 +142,7 @@ impl Registry {
             present: Mutex::default(),
             scan_lock: tokio::sync::Mutex::new(()),
             compiling: Mutex::default(),
+            shared_code: Mutex::default(),
             metrics,
             reloads: tokio::sync::watch::Sender::new(0),
         }
@@ -505,7 +511,7 @@ impl Registry {
 
     /// Compiles (or loads from the cache) and links a component on a
     /// blocking thread, off the request path.
-    async fn compile(&self, name: &str, bytes: Vec<u8>, hash: &str) -> Result<Code, String> {
+    async fn compile(&self, name: &str, bytes: Vec<u8>, hash: &str) -> Result<Arc<Code>, String> {
         // One compile per component at a time: a second connector with the
         // same component (loaded beside it) waits and takes it from the
         // cache.
@@ -518,7 +524,25 @@ impl Registry {
             .clone();
         let result = {
             let _compiling = lock.lock().await;
-            self.compile_now(name, bytes, hash).await
+            let shared = self
+                .shared_code
+                .lock()
+                .expect("lock")
+                .get(hash)
+                .and_then(std::sync::Weak::upgrade);
+            match shared {
+                Some(code) => {
+                    tracing::info!(connector = %name, "Component shared with a loaded connector of the same hash.");
+                    Ok(code)
+                }
+                None => self.compile_now(name, bytes, hash).await.map(|code| {
+                    let code = Arc::new(code);
+                    let mut shared = self.shared_code.lock().expect("lock");
+                    shared.retain(|_, c| c.strong_count() > 0);
+                    shared.insert(hash.to_string(), Arc::downgrade(&code));
+                    code
+                }),
+            }
         };
         drop(lock);
         self.compiling

@@ -51,7 +51,7 @@ pub(super) fn error_message(message: String) -> String {
 }
 
 /// Most partitions one `partitions` call may list.
-pub const MAX_PARTITIONS: usize = 1024;
+pub const MAX_PARTITIONS: usize = 10_000;
 /// Most bytes of a partition name.
 pub const MAX_PARTITION_NAME_BYTES: usize = 256;
 /// Most bytes of a connector's name, version and schedule.

@@ -152,6 +152,47 @@ pub async fn run_over(
     duration: Duration,
     transport: &Transport,
 ) -> LoadResult {
+    run_spread(
+        addrs,
+        &[path.to_string()],
+        connections,
+        warmup,
+        duration,
+        transport,
+    )
+    .await
+}
+
+/// Like [`run`], each request to the next of `paths` in turn (a load
+/// spread over many sources of one host).
+pub async fn run_paths(
+    addr: &str,
+    paths: &[String],
+    connections: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> LoadResult {
+    let addrs = [addr.to_string()];
+    run_spread(
+        &addrs,
+        paths,
+        connections,
+        warmup,
+        duration,
+        &Transport::Plain,
+    )
+    .await
+}
+
+async fn run_spread(
+    addrs: &[String],
+    paths: &[String],
+    connections: usize,
+    warmup: Duration,
+    duration: Duration,
+    transport: &Transport,
+) -> LoadResult {
+    let paths: Arc<[String]> = paths.into();
     let shared = match transport {
         Transport::Tls { shared: true, .. } => Some(Sender::connect(&addrs[0], transport).await),
         _ => None,
@@ -163,7 +204,7 @@ pub async fn run_over(
     let mut tasks = Vec::new();
     for c in 0..connections {
         let addr = addrs[c % addrs.len()].clone();
-        let path = path.to_string();
+        let paths = paths.clone();
         let counter = counter.clone();
         let shared = shared.clone();
         let transport = transport.clone();
@@ -180,13 +221,14 @@ pub async fn run_over(
                     break;
                 }
                 let n = counter.fetch_add(1, Ordering::Relaxed);
+                let path = &paths[n as usize % paths.len()];
                 let body = format!(
                     r#"{{"id":"bench-{c}-{n}","type":"bench.event","customer":"cus_0000000001","amount":4200,"currency":"eur","note":"a typical small webhook payload of about two hundred bytes....."}}"#
                 );
                 // HTTP/2 names the authority in the URI, HTTP/1.1 in `Host`.
                 let req = match sender {
                     Sender::H2(_) => hyper::Request::post(format!("https://localhost{path}")),
-                    Sender::H1(_) => hyper::Request::post(&path).header("host", &addr),
+                    Sender::H1(_) => hyper::Request::post(path).header("host", &addr),
                 };
                 let req = req
                     .header("content-type", "application/json")
@@ -227,6 +269,16 @@ pub async fn run_over(
 
 /// The ceiling: a minimal hyper server that reads the body and answers 202.
 pub async fn ceiling_server() -> String {
+    static_server(
+        hyper::StatusCode::ACCEPTED,
+        br#"{"status":"accepted","events":1}"#,
+    )
+    .await
+}
+
+/// A minimal hyper server on a free loopback port that reads each
+/// request's body and answers `status` with the JSON `body`; its address.
+pub async fn static_server(status: hyper::StatusCode, body: &'static [u8]) -> String {
     use hyper::server::conn::http1;
     use hyper::service::service_fn;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -240,14 +292,18 @@ pub async fn ceiling_server() -> String {
             };
             stream.set_nodelay(true).ok();
             tokio::spawn(async move {
-                let svc = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
-                    let _ = req.into_body().collect().await;
-                    let mut resp = hyper::Response::new(Full::new(Bytes::from_static(
-                        br#"{"status":"accepted","events":1}"#,
-                    )));
-                    *resp.status_mut() = hyper::StatusCode::ACCEPTED;
-                    Ok::<_, std::convert::Infallible>(resp)
-                });
+                let svc = service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let _ = req.into_body().collect().await;
+                        let mut resp = hyper::Response::new(Full::new(Bytes::from_static(body)));
+                        *resp.status_mut() = status;
+                        resp.headers_mut().insert(
+                            hyper::header::CONTENT_TYPE,
+                            hyper::header::HeaderValue::from_static("application/json"),
+                        );
+                        Ok::<_, std::convert::Infallible>(resp)
+                    },
+                );
                 let _ = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
                     .await;

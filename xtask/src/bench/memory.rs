@@ -5,7 +5,7 @@ use super::{Inlet, build_inlet, load, write_json};
 use anyhow::{Context, Result};
 use std::time::Duration;
 
-fn rss_mb(pid: u32) -> Result<f64> {
+pub(crate) fn rss_mb(pid: u32) -> Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kb: f64 = status
         .lines()

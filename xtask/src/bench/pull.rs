@@ -11,17 +11,6 @@ use std::time::Instant;
 
 const BATCH: u64 = 1000;
 
-fn post(addr: &str, path: &str) -> Result<String> {
-    let mut s = std::net::TcpStream::connect(addr)?;
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    Ok(out)
-}
-
 /// The raw-sled ceiling: `total` records of `size` bytes, flushed per batch.
 fn sled_ceiling(total: u64, size: usize) -> Result<f64> {
     let dir = tempfile::tempdir()?;
@@ -82,7 +71,7 @@ pub fn run(smoke: bool) -> Result<()> {
     }
     let manual = started.elapsed();
     // A manual pull now finds nothing new: the checkpoint is at the end.
-    let reply = post(&inlet.addr, "/v1/connectors/bench-pull/pull")?;
+    let (_, reply) = super::http(&inlet.addr, "POST", "/v1/connectors/bench-pull/pull", "")?;
     if !reply.contains("\"events\":0") {
         bail!("a second pull stored more: {reply}");
     }

@@ -87,7 +87,7 @@ pub fn run(smoke: bool) -> Result<()> {
 /// connection), each beside the plain durable row at the same count.
 fn tls_rows(
     rt: &tokio::runtime::Runtime,
-    bin: &std::path::PathBuf,
+    bin: &std::path::Path,
     wasm: &std::path::Path,
     plain: &[serde_json::Value],
     smoke: bool,

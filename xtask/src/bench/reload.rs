@@ -12,10 +12,8 @@
 //! previous one, which the host compiled moments before.
 
 use anyhow::{Context, Result, bail};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// How long one swap may take before the benchmark gives up.
@@ -138,21 +136,7 @@ struct Server {
 
 impl Server {
     fn start(bin: &Path, plugins: &Path, data: &Path) -> Result<Server> {
-        let mut child = Command::new(bin)
-            .args(["serve", "--listen", "127.0.0.1:0", "--plugins"])
-            .arg(plugins)
-            .arg("--data")
-            .arg(data)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
-        let addr = inlet_devtools::listening_addr(&line)
-            .with_context(|| format!("unexpected first line from inlet: {line:?}"))?
-            .to_string();
+        let (child, addr) = super::spawn_serve(bin, plugins, data, &[])?;
         Ok(Server { child, addr })
     }
 }
@@ -211,21 +195,7 @@ impl Probe {
     }
 
     fn http(&self, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
-        let mut s = TcpStream::connect(&self.addr)?;
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.addr,
-            body.len()
-        )?;
-        let mut resp = String::new();
-        s.read_to_string(&mut resp)?;
-        let status = resp
-            .get(9..12)
-            .and_then(|s| s.parse().ok())
-            .with_context(|| format!("not an HTTP response: {resp:?}"))?;
-        let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        Ok((status, body.to_string()))
+        super::http(&self.addr, method, path, body)
     }
 }
 

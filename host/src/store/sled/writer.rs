@@ -87,7 +87,6 @@ impl Writer {
         let mut batch = sled::Batch::default();
         let mut pending = Pending::default();
         let mut results = Vec::with_capacity(group.len());
-        let offsets_before = self.next_offsets.clone();
         for op in &mut group {
             let result = match op {
                 Op::Commit(commit, _) => {
@@ -119,6 +118,14 @@ impl Writer {
             };
             results.push(result);
         }
+        // The next offsets before this group, of the sources it touched
+        // (`floor` + 1), restored if it fails: only those, not a copy of
+        // every source's per group.
+        let offsets_before: Vec<(String, u64)> = pending
+            .floor
+            .iter()
+            .map(|(source, floor)| (source.clone(), floor + 1))
+            .collect();
         {
             // Hide what this group writes until its flush returns.
             let mut visible = self.visible.lock().expect("visible lock");
@@ -140,7 +147,7 @@ impl Writer {
             let _ = self.failed.set(format!(
                 "the store stopped accepting writes after a failed read ({err}); restart inlet"
             ));
-            self.next_offsets = offsets_before;
+            self.next_offsets.extend(offsets_before);
             Err(StoreError::Io(err))
         } else {
             let written = self.tree.apply_batch(batch).map_err(io).and_then(|()| {
@@ -170,7 +177,7 @@ impl Writer {
                 );
                 tracing::error!(error = %err, "Store write failed; refusing further writes and lookups until restart.");
                 let _ = self.failed.set(reason);
-                self.next_offsets = offsets_before;
+                self.next_offsets.extend(offsets_before);
             }
             written
         };
