@@ -29,6 +29,7 @@ pub mod cli;
 pub mod config;
 mod conns;
 pub(crate) mod event;
+pub(crate) mod mac;
 pub(crate) mod metrics;
 pub(crate) mod pull;
 pub(crate) mod push;

@@ -28,44 +28,12 @@ use super::auth::MAX_SIGNATURES;
 use crate::config::ConfigError;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderName};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Algorithm {
-    Sha1,
-    Sha256,
-    Sha512,
-}
-
-impl Algorithm {
-    fn len(self) -> usize {
-        match self {
-            Algorithm::Sha1 => 20,
-            Algorithm::Sha256 => 32,
-            Algorithm::Sha512 => 64,
-        }
-    }
-
-    fn mac(self, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-        fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-            let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key)
-                .expect("HMAC takes any key length");
-            for p in parts {
-                mac.update(p);
-            }
-            mac.finalize().into_bytes().to_vec()
-        }
-        match self {
-            Algorithm::Sha1 => run::<Hmac<sha1::Sha1>>(key, parts),
-            Algorithm::Sha256 => run::<Hmac<sha2::Sha256>>(key, parts),
-            Algorithm::Sha512 => run::<Hmac<sha2::Sha512>>(key, parts),
-        }
-    }
-}
+use crate::mac::Algorithm;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Encoding {
@@ -499,6 +467,7 @@ impl Template {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hmac::{Hmac, Mac};
 
     impl Template {
         fn verify_body(&self, h: &HeaderMap, body: &[u8], now: SystemTime) -> bool {

@@ -4,7 +4,6 @@
 
 use crate::config::{ConfigError, SandboxSection, SecretRef};
 use crate::runtime::bindings::{mac, types};
-use hmac::Hmac;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -65,16 +64,12 @@ impl Macs {
 }
 
 fn hmac(algorithm: mac::Algorithm, key: &[u8], data: &[u8]) -> Vec<u8> {
-    fn run<M: hmac::Mac + hmac::digest::KeyInit>(key: &[u8], data: &[u8]) -> Vec<u8> {
-        let mut m = <M as hmac::digest::KeyInit>::new_from_slice(key).expect("any key length");
-        m.update(data);
-        m.finalize().into_bytes().to_vec()
-    }
-    match algorithm {
-        mac::Algorithm::Sha1 => run::<Hmac<sha1::Sha1>>(key, data),
-        mac::Algorithm::Sha256 => run::<Hmac<sha2::Sha256>>(key, data),
-        mac::Algorithm::Sha512 => run::<Hmac<sha2::Sha512>>(key, data),
-    }
+    let algorithm = match algorithm {
+        mac::Algorithm::Sha1 => crate::mac::Algorithm::Sha1,
+        mac::Algorithm::Sha256 => crate::mac::Algorithm::Sha256,
+        mac::Algorithm::Sha512 => crate::mac::Algorithm::Sha512,
+    };
+    algorithm.mac(key, &[data])
 }
 
 impl mac::Host for Macs {
