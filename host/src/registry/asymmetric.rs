@@ -4,7 +4,7 @@
 //! The crypto is RustCrypto's (`ed25519-dalek`, `p256`).
 
 use super::template::fresh;
-use crate::config::{AuthConfig, AuthScheme, ConfigError, SecretRef};
+use crate::config::{AuthConfig, AuthScheme, ConfigError, SecretSource};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use http::{HeaderMap, HeaderName};
@@ -34,30 +34,22 @@ impl Asymmetric {
     /// Reads the public key(s) (`public_key`, `public_key_env`,
     /// `public_key_file`, each one or a list for rotation).
     pub fn build(auth: &AuthConfig, path: &Path) -> Result<Asymmetric, ConfigError> {
-        let base = path.parent().unwrap_or(Path::new("."));
         let mut texts: Vec<(&str, String)> = Vec::new();
         for k in auth.public_key.iter().flat_map(|s| s.names()) {
             texts.push(("public_key", k.to_string()));
         }
-        for (key, refs) in [
-            ("public_key_env", &auth.public_key_env),
-            ("public_key_file", &auth.public_key_file),
-        ] {
-            for name in refs.iter().flat_map(|s| s.names()) {
-                let secret = if key == "public_key_env" {
-                    SecretRef::Env(name.to_string())
-                } else {
-                    SecretRef::File(name.into())
-                };
-                let value = secret
-                    .read(base)
-                    .map_err(|e| invalid(path, key, e.to_string()))?;
-                texts.push((
-                    key,
-                    String::from_utf8_lossy(&value.into_bytes()).into_owned(),
-                ));
-            }
-        }
+        // Read like secrets (trimmed, never empty), though they are not.
+        let read = SecretSource::read_all(
+            path,
+            ("push.auth.public_key_env", auth.public_key_env.as_ref()),
+            ("push.auth.public_key_file", auth.public_key_file.as_ref()),
+        )?;
+        texts.extend(read.into_iter().map(|(key, value)| {
+            (
+                key.trim_start_matches("push.auth."),
+                String::from_utf8_lossy(&value.into_bytes()).into_owned(),
+            )
+        }));
         if texts.is_empty() {
             return Err(invalid(
                 path,

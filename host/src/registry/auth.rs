@@ -4,9 +4,7 @@
 //! may be configured at once (rotation) and any one of them is accepted.
 //! A failure never says which part failed.
 
-use crate::config::{
-    AuthConfig, AuthScheme, ConfigError, SecretRef, SecretSource, SignatureEncoding,
-};
+use crate::config::{AuthConfig, AuthScheme, ConfigError, SecretSource, SignatureEncoding};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, Mac};
@@ -92,23 +90,14 @@ fn read_secrets(
     env: Option<&SecretSource>,
     file: Option<&SecretSource>,
 ) -> Result<Vec<Vec<u8>>, ConfigError> {
-    let base = path.parent().unwrap_or(Path::new("."));
-    let refs = env
-        .into_iter()
-        .flat_map(|e| e.names())
-        .map(|var| (format!("{key}_env"), SecretRef::Env(var.to_string())))
-        .chain(
-            file.into_iter()
-                .flat_map(|f| f.names())
-                .map(|name| (format!("{key}_file"), SecretRef::File(name.into()))),
-        );
-    let mut out = Vec::new();
-    for (field, secret) in refs {
-        let value = secret.read(base).map_err(|e| {
-            ConfigError::invalid(path, &format!("push.auth.{field}"), e.to_string())
-        })?;
-        out.push(value.into_bytes());
-    }
+    let out: Vec<Vec<u8>> = SecretSource::read_all(
+        path,
+        (&format!("push.auth.{key}_env"), env),
+        (&format!("push.auth.{key}_file"), file),
+    )?
+    .into_iter()
+    .map(|(_, s)| s.into_bytes())
+    .collect();
     if out.is_empty() {
         return Err(ConfigError::invalid(
             path,

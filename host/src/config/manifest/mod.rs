@@ -306,6 +306,38 @@ impl SecretSource {
             SecretSource::Many(v) => v.iter().map(String::as_str).collect(),
         }
     }
+
+    /// Reads every secret an `env` and a `file` setting name (each one
+    /// name or a list, for rotation), the variables first; a file is
+    /// relative to the manifest at `path`. `env` and `file` pair each
+    /// setting's full key (named in an error, and beside each value read)
+    /// with its value. The one
+    /// reader of secret lists: auth secrets, public keys and `mac` grants.
+    pub fn read_all<'k>(
+        path: &Path,
+        env: (&'k str, Option<&SecretSource>),
+        file: (&'k str, Option<&SecretSource>),
+    ) -> Result<Vec<(&'k str, super::Secret)>, ConfigError> {
+        let base = path.parent().unwrap_or(Path::new("."));
+        let refs = env
+            .1
+            .into_iter()
+            .flat_map(|e| e.names())
+            .map(|var| (env.0, super::SecretRef::Env(var.to_string())))
+            .chain(
+                file.1
+                    .into_iter()
+                    .flat_map(|f| f.names())
+                    .map(|name| (file.0, super::SecretRef::File(name.into()))),
+            );
+        refs.map(|(key, secret)| {
+            secret
+                .read(base)
+                .map(|value| (key, value))
+                .map_err(|e| ConfigError::invalid(path, key, e.to_string()))
+        })
+        .collect()
+    }
 }
 
 /// How `hmac-sha256` signatures are encoded in their header.

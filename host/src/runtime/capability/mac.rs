@@ -2,7 +2,7 @@
 //! `[sandbox.secrets]`, by name. The connector gets MACs and yes/no
 //! answers, never a key.
 
-use crate::config::{ConfigError, SandboxSection, SecretRef};
+use crate::config::{ConfigError, SandboxSection, SecretSource};
 use crate::runtime::bindings::{mac, types};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,29 +15,17 @@ pub(crate) type Secrets = BTreeMap<String, Vec<Vec<u8>>>;
 /// Reads every `[sandbox.secrets]` grant; a missing or empty one refuses
 /// the load, naming it.
 pub(crate) fn resolve(s: &SandboxSection, manifest_path: &Path) -> Result<Secrets, ConfigError> {
-    let base = manifest_path.parent().unwrap_or(Path::new("."));
     let mut out = Secrets::new();
     for (name, grant) in &s.secrets {
         let key = format!("sandbox.secrets.{name}");
-        let refs = grant
-            .env
-            .iter()
-            .flat_map(|e| e.names())
-            .map(|v| ("env", SecretRef::Env(v.to_string())))
-            .chain(
-                grant
-                    .file
-                    .iter()
-                    .flat_map(|f| f.names())
-                    .map(|f| ("file", SecretRef::File(f.into()))),
-            );
-        let mut values = Vec::new();
-        for (field, secret) in refs {
-            let value = secret.read(base).map_err(|e| {
-                ConfigError::invalid(manifest_path, &format!("{key}.{field}"), e.to_string())
-            })?;
-            values.push(value.into_bytes());
-        }
+        let values: Vec<Vec<u8>> = SecretSource::read_all(
+            manifest_path,
+            (&format!("{key}.env"), grant.env.as_ref()),
+            (&format!("{key}.file"), grant.file.as_ref()),
+        )?
+        .into_iter()
+        .map(|(_, s)| s.into_bytes())
+        .collect();
         if values.is_empty() {
             return Err(ConfigError::invalid(
                 manifest_path,
