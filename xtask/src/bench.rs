@@ -64,16 +64,21 @@ pub fn run(which: &str, smoke: bool) -> Result<()> {
 /// Builds the `inlet` binary (release; debug for `--smoke`) and the example
 /// plugins; returns the binary's path.
 pub(crate) fn build_inlet(smoke: bool) -> Result<PathBuf> {
-    let mut cmd = crate::cargo();
-    cmd.args(["build", "-p", "inlet-host", "--bin", "inlet"]);
-    if !smoke {
-        cmd.arg("--release");
-    }
-    crate::run(&mut cmd)?;
+    let bin = if smoke {
+        crate::debug_inlet()?
+    } else {
+        crate::run(crate::cargo().args([
+            "build",
+            "-p",
+            "inlet-host",
+            "--bin",
+            "inlet",
+            "--release",
+        ]))?;
+        crate::target_dir().join("release").join("inlet")
+    };
     crate::build_plugins()?;
-    Ok(crate::target_dir()
-        .join(if smoke { "debug" } else { "release" })
-        .join("inlet"))
+    Ok(bin)
 }
 
 /// Builds a test fixture crate for wasm32-wasip2; returns its `.wasm`.

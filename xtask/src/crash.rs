@@ -119,9 +119,8 @@ async fn read_all(addr: &str) -> Result<HashMap<String, u32>> {
 }
 
 pub fn run(rounds: usize) -> Result<()> {
-    crate::run(crate::cargo().args(["build", "-p", "inlet-host", "--bin", "inlet"]))?;
+    let bin = crate::debug_inlet()?;
     let built = crate::build_plugins()?;
-    let bin = crate::target_dir().join("debug").join("inlet");
     let wasm = built
         .iter()
         .find(|(n, _)| n == "webhook-json")

@@ -199,6 +199,22 @@ pub(crate) fn apt_install(package: &str, why: &str) -> Result<()> {
     }
 }
 
+/// The debug `inlet` binary: the one `cargo xtask test` names in
+/// `INLET_BIN` (built by its test pass, with the workspace's features), or
+/// `cargo build -p inlet-host --bin inlet`. Building the host alone
+/// resolves other features than the workspace's test build does, which
+/// recompiles some sixty crates on a cold machine (about four minutes).
+pub(crate) fn debug_inlet() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("INLET_BIN").map(PathBuf::from) {
+        if bin.is_file() {
+            return Ok(bin);
+        }
+        bail!("INLET_BIN names {}, which is not a file", bin.display());
+    }
+    run(cargo().args(["build", "-p", "inlet-host", "--bin", "inlet"]))?;
+    Ok(target_dir().join("debug").join("inlet"))
+}
+
 /// Builds the example connectors under `plugins/` (with the same command as
 /// the tests' build script, so settings meant for a native build such as
 /// `RUSTFLAGS` never reach the wasm build); returns (name, path) of each
@@ -269,23 +285,39 @@ fn test() -> Result<()> {
     // The shared suite again, every host on its own nats-server (JetStream
     // store): the same push, pull, reload, sandbox and operations tests.
     let mut shared = cargo();
-    shared
-        .env("INLET_TEST_STORE", "jetstream")
-        .args(if has_nextest {
-            &["nextest", "run", "-p", "inlet-tests", "--no-fail-fast"][..]
-        } else {
-            &["test", "-p", "inlet-tests", "--no-fail-fast"][..]
-        });
-    for suite in SHARED_SUITE {
-        shared.args(["--test", suite]);
+    shared.env("INLET_TEST_STORE", "jetstream");
+    if has_nextest {
+        // Selected from `--workspace` by a filter, not with `-p`: the same
+        // package selection as the pass above resolves the same features,
+        // so nothing is compiled again (with `-p inlet-tests` it was two
+        // minutes of a cold run).
+        let binaries: Vec<String> = SHARED_SUITE
+            .iter()
+            .map(|s| format!("binary_id(=inlet-tests::{s})"))
+            .collect();
+        shared.args(["nextest", "run", "--workspace", "--no-fail-fast", "-E"]);
+        shared.arg(binaries.join(" | "));
+    } else {
+        shared.args(["test", "-p", "inlet-tests", "--no-fail-fast"]);
+        for suite in SHARED_SUITE {
+            shared.args(["--test", suite]);
+        }
     }
     passed += run_counting(&mut shared)?;
     passed += run_counting(cargo().args(["test", "--workspace", "--doc"]))?;
     // The SDK builds alone, as a connector outside the checkout gets it
     // (its own WIT copy, nothing it cannot resolve from crates.io).
     run(cargo().args(["package", "-p", "inlet-sdk", "--allow-dirty"]))?;
-    run(cargo().args(["xtask", "crash-test", "--rounds", "3"]))?;
-    run(cargo().args(["xtask", "bench", "--smoke"]))?;
+    // The crash test and the bench smoke use the binary the test pass
+    // built (the integration tests' `inlet`: the same CLI, with fail points
+    // compiled in and never configured), instead of building another.
+    let bin = target_dir().join("debug").join("inlet");
+    run(cargo()
+        .env("INLET_BIN", &bin)
+        .args(["xtask", "crash-test", "--rounds", "3"]))?;
+    run(cargo()
+        .env("INLET_BIN", &bin)
+        .args(["xtask", "bench", "--smoke"]))?;
     // One closing line for whoever reads the log: every suite above passed.
     println!("xtask: {passed} passed, 0 failed");
     Ok(())
