@@ -120,7 +120,7 @@ pub fn run(smoke: bool) -> Result<()> {
     let n = each * 2;
 
     // 10,000 partitions on one connector.
-    let part = partitions_run(&bin, &rt, &source, partitions)?;
+    let part = partitions_run(&bin, &source, partitions)?;
 
     println!(
         "\n### scale: {n} connectors on one host ({each} webhook-json + {each} http-poll, a manifest each)\n"
@@ -185,12 +185,7 @@ struct Partitions {
 /// One connector with `count` partitions: one pull run over all of them
 /// against the empty source (every partition gets a checkpoint), then
 /// the status and checkpoint APIs.
-fn partitions_run(
-    bin: &Path,
-    rt: &tokio::runtime::Runtime,
-    source: &str,
-    count: usize,
-) -> Result<Partitions> {
+fn partitions_run(bin: &Path, source: &str, count: usize) -> Result<Partitions> {
     let wasm = build_fixture("partitioned-poll")?;
     let dir = tempfile::tempdir()?;
     let pdir = dir.path().join("plugins.d");
@@ -224,7 +219,6 @@ fn partitions_run(
     };
     let run = t0.elapsed();
     let cpu = cpu_seconds(host.pid())? - cpu0;
-    let _ = rt;
     // Status pages of 100 checkpoints: the first, one in the middle, the
     // last; and one whole checkpoint by partition.
     let mid = &names[count / 2];
