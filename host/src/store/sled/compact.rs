@@ -1,7 +1,7 @@
 //! Compaction: expired dedup and idempotency marks, and retention. Both
 //! walk whole key ranges, so the store runs them on the blocking pool.
 
-use super::keys::{event_key, expiry_of, io};
+use super::keys::{decode_u64, event_key, expiry_of, io, key, last_offset};
 use crate::store::envelope::received_ms;
 use crate::store::{Retention, StoreError, TrimOutcome};
 
@@ -35,9 +35,12 @@ pub(super) fn trim(
     now: u64,
 ) -> Result<TrimOutcome, StoreError> {
     let start = event_key(source, 0);
-    let end = event_key(source, u64::MAX);
+    let Some(last) = last_offset(tree, source)? else {
+        return Ok(TrimOutcome::default());
+    };
+    let end = event_key(source, last);
     let mut total: u64 = 0;
-    for item in tree.range(start.clone()..=end.clone()) {
+    for item in tree.range(start.clone()..=event_key(source, u64::MAX)) {
         let (_, v) = item.map_err(io)?;
         total += v.len() as u64;
     }
@@ -58,6 +61,9 @@ pub(super) fn trim(
         if !(over || (expired && !unread)) {
             break;
         }
+        if out.removed == 0 {
+            mark_end(tree, source, last)?;
+        }
         // Events are immutable once written, so a plain remove is safe.
         tree.remove(&k).map_err(io)?;
         total -= v.len() as u64;
@@ -68,4 +74,26 @@ pub(super) fn trim(
     }
     out.bytes_after = total;
     Ok(out)
+}
+
+/// Commits do not write the next-offset mark (`o`): the last event says
+/// where the journal ends. Before trimming removes any event, the mark
+/// says so instead, and it is on disk before the first removal, so a crash
+/// after trimming everything never hands those offsets out again. `trim`
+/// removes events up to `last` only, so an event committed while it runs
+/// is never removed without the mark covering it.
+fn mark_end(tree: &sled::Tree, source: &str, last: u64) -> Result<(), StoreError> {
+    let mark_key = key(b'o', source, &[]);
+    let marked = tree
+        .get(&mark_key)
+        .map_err(io)?
+        .map(|v| decode_u64(&v))
+        .transpose()?
+        .unwrap_or(1);
+    if marked <= last {
+        tree.insert(&mark_key, &(last + 1).to_be_bytes())
+            .map_err(io)?;
+        tree.flush().map_err(io)?;
+    }
+    Ok(())
 }

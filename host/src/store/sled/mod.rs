@@ -8,7 +8,7 @@
 //! | `i` 0 source 0 idempotency key        | `1` + expiry(u64 BE) + JSON [`PushRecord`] |
 //! | `d` 0 source 0 event id               | `1` + expiry(u64 BE)           |
 //! | `c` 0 source 0 (0 \| 1 partition)     | JSON [`Checkpoint`] (version-tagged) |
-//! | `o` 0 source 0                        | next offset (u64 BE): offsets never repeat, even after trimming |
+//! | `o` 0 source 0                        | next offset (u64 BE), written by `trim` before it removes events, so offsets never repeat |
 //! | `u` 0 source 0 consumer               | cursor offset (u64 BE)         |
 //! | `x` 0 source 0 dead-letter id         | a [`DeadLetter`](crate::store::DeadLetter) (see `dead_letters.rs`) |
 //!

@@ -251,3 +251,52 @@ async fn dead_letters_page_filter_trim_and_count_across_reopen() {
 fn total_after_expiry() -> u64 {
     crate::store::dead_letters::SCAN_MAX as u64 + 500 - 100
 }
+
+#[tokio::test]
+async fn offsets_never_repeat_after_trimming_everything_and_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let everything = Retention {
+        max_age: None,
+        max_bytes: Some(0),
+    };
+    {
+        let store = SledStore::open_with(dir.path(), true, None).unwrap();
+        store
+            .commit(commit(&[None, None, None], None, None))
+            .await
+            .unwrap();
+        // Nothing to trim yet: no mark is written.
+        let kept = store
+            .trim("s", &Retention::default(), now_ms())
+            .await
+            .unwrap();
+        assert_eq!(kept.removed, 0);
+        assert!(store.tree.get(key(b'o', "s", &[])).unwrap().is_none());
+        let out = store.trim("s", &everything, now_ms()).await.unwrap();
+        assert_eq!(out.removed, 3);
+        assert!(store.read("s", None, 10).await.unwrap().is_empty());
+    }
+    // The journal is empty on disk; the offsets 1..=3 stay used.
+    let store = SledStore::open_with(dir.path(), true, None).unwrap();
+    assert_eq!(commit_one(&store).await, Some(4));
+    // Trimming again moves the mark forward.
+    assert_eq!(
+        store
+            .trim("s", &everything, now_ms())
+            .await
+            .unwrap()
+            .removed,
+        1
+    );
+    drop(store);
+    let store = SledStore::open_with(dir.path(), true, None).unwrap();
+    assert_eq!(commit_one(&store).await, Some(5));
+}
+
+/// Commits one event to `s` and returns its offset.
+async fn commit_one(store: &SledStore) -> Option<u64> {
+    match store.commit(commit(&[None], None, None)).await.unwrap() {
+        CommitOutcome::Stored { record, .. } => record.first_offset,
+        other => panic!("{other:?}"),
+    }
+}
