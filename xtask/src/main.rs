@@ -16,7 +16,7 @@ mod deps;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
@@ -215,6 +215,35 @@ pub(crate) fn debug_inlet() -> Result<PathBuf> {
     Ok(target_dir().join("debug").join("inlet"))
 }
 
+/// The executable of the example `name` as `cargo test --workspace`
+/// built it (nothing is compiled when the test pass ran before), if cargo
+/// reports one.
+fn built_example(name: &str) -> Result<Option<PathBuf>> {
+    let out = cargo()
+        .args([
+            "test",
+            "--workspace",
+            "--no-run",
+            "--message-format=json-render-diagnostics",
+        ])
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !out.status.success() {
+        bail!("`cargo test --workspace --no-run` failed");
+    }
+    let found = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
+        .filter(|m| {
+            m["target"]["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "example"))
+        })
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from));
+    Ok(found)
+}
+
 /// Builds the example connectors under `plugins/` (with the same command as
 /// the tests' build script, so settings meant for a native build such as
 /// `RUSTFLAGS` never reach the wasm build); returns (name, path) of each
@@ -315,9 +344,15 @@ fn test() -> Result<()> {
     run(cargo()
         .env("INLET_BIN", &bin)
         .args(["xtask", "crash-test", "--rounds", "3"]))?;
-    run(cargo()
-        .env("INLET_BIN", &bin)
-        .args(["xtask", "bench", "--smoke"]))?;
+    let mut smoke = cargo();
+    smoke.env("INLET_BIN", &bin);
+    // `cargo test` builds the examples too; `call_bench` run from it is
+    // the one the test pass compiled (`cargo run -p inlet-host` would
+    // compile the host again with its own features: two minutes cold).
+    if let Some(call_bench) = built_example("call_bench")? {
+        smoke.env("CALL_BENCH_BIN", call_bench);
+    }
+    run(smoke.args(["xtask", "bench", "--smoke"]))?;
     // One closing line for whoever reads the log: every suite above passed.
     println!("xtask: {passed} passed, 0 failed");
     Ok(())

@@ -81,53 +81,77 @@ pub fn run(smoke: bool) -> Result<()> {
         .enable_all()
         .build()?;
     let http_ceiling = rt.block_on(load::ceiling_server());
-    let mut rows = Vec::new();
-    for (setup, hosts, store) in [
-        ("1 host, sled", 1, None),
-        ("1 host, JetStream", 1, Some("ONE_")),
-        ("3 hosts, one JetStream", 3, Some("THREE_")),
-    ] {
-        let extra: Vec<String> = match store {
-            None => Vec::new(),
-            Some(prefix) => {
-                let path = config_dir.path().join(format!("{prefix}inlet.toml"));
-                std::fs::write(
-                    &path,
-                    format!(
-                        "[store]\nkind = \"jetstream\"\nurl = \"{}\"\nstream_prefix = \"{prefix}\"\nsubject_prefix = \"bench.{lower}\"\nbucket_prefix = \"{lower}\"\n",
-                        nats.url,
-                        lower = prefix.trim_end_matches('_').to_lowercase()
-                    ),
-                )?;
-                vec!["--config".into(), path.to_string_lossy().into_owned()]
-            }
+    let store_args = |prefix: Option<&str>| -> Result<Vec<String>> {
+        let Some(prefix) = prefix else {
+            return Ok(Vec::new());
         };
+        let path = config_dir.path().join(format!("{prefix}inlet.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[store]\nkind = \"jetstream\"\nurl = \"{}\"\nstream_prefix = \"{prefix}\"\nsubject_prefix = \"bench.{lower}\"\nbucket_prefix = \"{lower}\"\n",
+                nats.url,
+                lower = prefix.trim_end_matches('_').to_lowercase()
+            ),
+        )?;
+        Ok(vec!["--config".into(), path.to_string_lossy().into_owned()])
+    };
+    let start_hosts = |hosts: usize, prefix: Option<&str>| -> Result<Vec<Inlet>> {
+        let extra = store_args(prefix)?;
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        let inlets = (0..hosts)
+        (0..hosts)
             .map(|_| Inlet::start(&bin, &[("webhook-json", wasm.clone(), None)], &extra))
-            .collect::<Result<Vec<_>>>()?;
-        let addrs: Vec<String> = inlets.iter().map(|i| i.addr.clone()).collect();
-        let r = rt.block_on(load::run_over(
-            &addrs,
+            .collect()
+    };
+    let push = |addrs: &[String]| {
+        rt.block_on(load::run_over(
+            addrs,
             "/ingest/webhook-json",
             conns,
             warmup,
             duration,
             &load::Transport::Plain,
-        ));
-        drop(inlets);
-        let (ceiling, ceiling_name) = match store {
-            None => (
-                rt.block_on(load::run(
-                    &http_ceiling,
-                    "/ingest/webhook-json",
-                    conns,
-                    warmup,
-                    duration,
-                ))
-                .rps(),
-                "HTTP 202 server",
-            ),
+        ))
+    };
+
+    // One host on sled and one on JetStream, both up, loaded in turn for
+    // a few rounds: the ratio is taken per round (both runs of a round
+    // share the machine's state of the moment) and the median reported.
+    let rounds = if smoke { 1 } else { 3 };
+    let sled_host = start_hosts(1, None)?;
+    let js_host = start_hosts(1, Some("ONE_"))?;
+    let mut pairs = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let on_sled = push(&[sled_host[0].addr.clone()]);
+        let on_js = push(&[js_host[0].addr.clone()]);
+        pairs.push((on_js.rps() / on_sled.rps().max(1.0), on_sled, on_js));
+    }
+    drop((sled_host, js_host));
+    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let js_ratios: Vec<f64> = pairs.iter().map(|p| p.0).collect();
+    let (_, on_sled, on_js) = pairs.swap_remove(rounds / 2);
+    let three = {
+        let hosts = start_hosts(3, Some("THREE_"))?;
+        let addrs: Vec<String> = hosts.iter().map(|i| i.addr.clone()).collect();
+        push(&addrs)
+    };
+    let http_rps = rt
+        .block_on(load::run(
+            &http_ceiling,
+            "/ingest/webhook-json",
+            conns,
+            warmup,
+            duration,
+        ))
+        .rps();
+    let mut rows = Vec::new();
+    for (setup, hosts, r, prefix) in [
+        ("1 host, sled", 1, &on_sled, None),
+        ("1 host, JetStream", 1, &on_js, Some("ONE_")),
+        ("3 hosts, one JetStream", 3, &three, Some("THREE_")),
+    ] {
+        let (ceiling, ceiling_name) = match prefix {
+            None => (http_rps, "HTTP 202 server"),
             Some(prefix) => (
                 rt.block_on(publish_ceiling(
                     &nats.url,
@@ -167,7 +191,19 @@ pub fn run(smoke: bool) -> Result<()> {
             r["ratio"].as_f64().unwrap_or(0.0),
         );
     }
-    write_json("scale", &serde_json::json!({"smoke": smoke, "rows": rows}))?;
+    println!(
+        "\n1 host, JetStream ÷ sled: {:.2} (median of {rounds} rounds, the two loaded in turn: {})",
+        js_ratios[rounds / 2],
+        js_ratios
+            .iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    write_json(
+        "scale",
+        &serde_json::json!({"smoke": smoke, "rows": rows, "jetstream_over_sled": js_ratios[rounds / 2], "jetstream_over_sled_rounds": js_ratios}),
+    )?;
     Ok(())
 }
 
