@@ -4,6 +4,7 @@
 use super::keys::{decode_u64, event_key, expiry_of, io, key, last_offset};
 use crate::store::envelope::received_ms;
 use crate::store::{Retention, StoreError, TrimOutcome};
+use std::sync::OnceLock;
 
 /// Removes dedup and idempotency marks that expired before `now`.
 pub(super) fn collect_expired(tree: &sled::Tree, now: u64) -> Result<usize, StoreError> {
@@ -29,6 +30,7 @@ pub(super) fn collect_expired(tree: &sled::Tree, now: u64) -> Result<usize, Stor
 /// Applies `policy` to the journal of `source`, oldest first.
 pub(super) fn trim(
     tree: &sled::Tree,
+    failed: &OnceLock<String>,
     source: &str,
     policy: &Retention,
     lowest_cursor: Option<u64>,
@@ -62,7 +64,7 @@ pub(super) fn trim(
             break;
         }
         if out.removed == 0 {
-            mark_end(tree, source, last)?;
+            mark_end(tree, failed, source, last)?;
         }
         // Events are immutable once written, so a plain remove is safe.
         tree.remove(&k).map_err(io)?;
@@ -82,18 +84,39 @@ pub(super) fn trim(
 /// after trimming everything never hands those offsets out again. `trim`
 /// removes events up to `last` only, so an event committed while it runs
 /// is never removed without the mark covering it.
-fn mark_end(tree: &sled::Tree, source: &str, last: u64) -> Result<(), StoreError> {
+///
+/// The mark only moves up (compare-and-swap), so two trims of one source
+/// could not lower it; and nothing is written or flushed once the writer
+/// has failed (the tree may then hold a group its clients were told
+/// failed, which a flush here would put on disk).
+pub(super) fn mark_end(
+    tree: &sled::Tree,
+    failed: &OnceLock<String>,
+    source: &str,
+    last: u64,
+) -> Result<(), StoreError> {
     let mark_key = key(b'o', source, &[]);
-    let marked = tree
-        .get(&mark_key)
-        .map_err(io)?
-        .map(|v| decode_u64(&v))
-        .transpose()?
-        .unwrap_or(1);
-    if marked <= last {
-        tree.insert(&mark_key, &(last + 1).to_be_bytes())
-            .map_err(io)?;
-        tree.flush().map_err(io)?;
+    let next = (last + 1).to_be_bytes();
+    loop {
+        let old = tree.get(&mark_key).map_err(io)?;
+        let marked = old.as_deref().map(decode_u64).transpose()?.unwrap_or(1);
+        if marked > last {
+            return Ok(());
+        }
+        if let Some(reason) = failed.get() {
+            return Err(StoreError::Io(reason.clone()));
+        }
+        if tree
+            .compare_and_swap(&mark_key, old, Some(&next[..]))
+            .map_err(io)?
+            .is_ok()
+        {
+            break;
+        }
     }
+    if let Some(reason) = failed.get() {
+        return Err(StoreError::Io(reason.clone()));
+    }
+    tree.flush().map_err(io)?;
     Ok(())
 }

@@ -316,8 +316,9 @@ impl Journal for SledStore {
             .into_iter()
             .map(|(_, o)| o)
             .min();
-        let (tree, source, policy) = (self.tree.clone(), source.to_string(), *policy);
-        blocking(move || compact::trim(&tree, &source, &policy, lowest_cursor, now)).await
+        let (tree, failed) = (self.tree.clone(), self.failed.clone());
+        let (source, policy) = (source.to_string(), *policy);
+        blocking(move || compact::trim(&tree, &failed, &source, &policy, lowest_cursor, now)).await
     }
 
     fn size_on_disk(&self) -> u64 {

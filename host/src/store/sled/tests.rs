@@ -300,3 +300,27 @@ async fn commit_one(store: &SledStore) -> Option<u64> {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn the_offset_mark_only_moves_up_and_not_after_a_failed_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::open(dir.path()).unwrap();
+    let tree = db.open_tree("t").unwrap();
+    let mark = |tree: &sled::Tree| {
+        tree.get(key(b'o', "s", &[]))
+            .unwrap()
+            .map(|v| decode_u64(&v).unwrap())
+    };
+    let ok = OnceLock::new();
+    compact::mark_end(&tree, &ok, "s", 20).unwrap();
+    assert_eq!(mark(&tree), Some(21));
+    // A trim that read an older last offset does not lower it.
+    compact::mark_end(&tree, &ok, "s", 10).unwrap();
+    assert_eq!(mark(&tree), Some(21));
+    // After the writer failed, nothing is written (or flushed).
+    let failed = OnceLock::new();
+    failed.set("disk gone".to_string()).unwrap();
+    let err = compact::mark_end(&tree, &failed, "s", 30).unwrap_err();
+    assert!(err.to_string().contains("disk gone"), "{err}");
+    assert_eq!(mark(&tree), Some(21));
+}
