@@ -197,6 +197,16 @@ pub(crate) fn http(addr: &str, method: &str, path: &str, body: &str) -> Result<(
     Ok((status, body.to_string()))
 }
 
+/// How a measurement taken over `rounds` rounds is labelled: the median
+/// of several, or the one.
+pub(crate) fn rounds_label(rounds: usize) -> String {
+    if rounds == 1 {
+        "one round".to_string()
+    } else {
+        format!("median of {rounds} rounds")
+    }
+}
+
 pub(crate) fn write_json(name: &str, value: &serde_json::Value) -> Result<()> {
     let dir = crate::target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;

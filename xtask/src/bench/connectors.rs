@@ -158,7 +158,8 @@ pub fn run(smoke: bool) -> Result<()> {
         spread.percentile_ms(0.99)
     );
     println!(
-        "| round-robin ÷ one source (median of {rounds} rounds: {}) | {spread_ratio:.2} | ≥ 0.8 |",
+        "| round-robin ÷ one source ({}: {}) | {spread_ratio:.2} | ≥ 0.8 |",
+        super::rounds_label(rounds),
         ratios
             .iter()
             .map(|r| format!("{r:.2}"))

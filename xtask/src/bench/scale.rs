@@ -192,8 +192,9 @@ pub fn run(smoke: bool) -> Result<()> {
         );
     }
     println!(
-        "\n1 host, JetStream ÷ sled: {:.2} (median of {rounds} rounds, the two loaded in turn: {})",
+        "\n1 host, JetStream ÷ sled: {:.2} ({}, the two loaded in turn: {})",
         js_ratios[rounds / 2],
+        super::rounds_label(rounds),
         js_ratios
             .iter()
             .map(|r| format!("{r:.2}"))
