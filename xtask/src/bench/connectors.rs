@@ -9,8 +9,9 @@
 //!   push throughput with every request going to the next source in turn,
 //!   beside the same load on one source of the same host.
 //! - 10,000 pull partitions on one connector (`partitioned-poll`): one run
-//!   over all of them against an empty source (time and CPU per partition:
-//!   the scheduler's overhead per idle partition), then the status and
+//!   over all of them against an empty source (time and CPU per partition,
+//!   each making one pull), idle CPU with them all scheduled (the
+//!   scheduler's overhead per idle partition), then the status and
 //!   checkpoint APIs with 10,000 checkpoints stored (paged; the time per
 //!   request).
 //!
@@ -91,21 +92,18 @@ pub fn run(smoke: bool) -> Result<()> {
     // machine's state of the moment) and the median round is reported.
     let rounds = if smoke { 1 } else { 3 };
     let mut pairs = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
-        let one = rt.block_on(load::run_paths(
-            &host.addr,
-            &push_sources[..1],
-            64,
-            warmup,
-            duration,
-        ));
-        let spread = rt.block_on(load::run_paths(
-            &host.addr,
-            &push_sources,
-            64,
-            warmup,
-            duration,
-        ));
+    let push =
+        |paths: &[String]| rt.block_on(load::run_paths(&host.addr, paths, 64, warmup, duration));
+    for round in 0..rounds {
+        // Which goes first alternates: the second run of a round meets
+        // the store's write-back of the first.
+        let (one, spread) = if round % 2 == 0 {
+            let one = push(&push_sources[..1]);
+            (one, push(&push_sources))
+        } else {
+            let spread = push(&push_sources);
+            (push(&push_sources[..1]), spread)
+        };
         pairs.push((spread.rps() / one.rps().max(1.0), one, spread));
     }
     pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -132,7 +130,7 @@ pub fn run(smoke: bool) -> Result<()> {
     let n = each * 2;
 
     // 10,000 partitions on one connector.
-    let part = partitions_run(&bin, &source, partitions)?;
+    let part = partitions_run(&bin, &source, partitions, window)?;
 
     println!(
         "\n### scale: {n} connectors on one host ({each} webhook-json + {each} http-poll, a manifest each)\n"
@@ -206,7 +204,7 @@ struct Partitions {
 /// One connector with `count` partitions: one pull run over all of them
 /// against the empty source (every partition gets a checkpoint), then
 /// the status and checkpoint APIs.
-fn partitions_run(bin: &Path, source: &str, count: usize) -> Result<Partitions> {
+fn partitions_run(bin: &Path, source: &str, count: usize, window: Duration) -> Result<Partitions> {
     let wasm = build_fixture("partitioned-poll")?;
     let dir = tempfile::tempdir()?;
     let pdir = dir.path().join("plugins.d");
@@ -252,7 +250,7 @@ fn partitions_run(bin: &Path, source: &str, count: usize) -> Result<Partitions> 
             format!("{:.2} s", run.as_secs_f64()),
         ),
         (
-            "per partition: wall / CPU".to_string(),
+            "per partition (one pull each): wall / CPU".to_string(),
             format!(
                 "{:.0} µs / {:.0} µs",
                 run.as_secs_f64() * 1e6 / count as f64,
@@ -306,13 +304,21 @@ fn partitions_run(bin: &Path, source: &str, count: usize) -> Result<Partitions> 
     // Idle with 10,000 partitions between runs.
     let cpu_before = cpu_seconds(host.pid())?;
     let quiet = Instant::now();
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(window);
     let idle = (cpu_seconds(host.pid())? - cpu_before) / quiet.elapsed().as_secs_f64() * 100.0;
+    // The scheduler's overhead per idle partition: CPU per second of
+    // wall time, shared out over the partitions.
+    let per_partition_us = idle / 100.0 * 1e6 / count as f64;
     rows.push((
         "idle CPU between runs".to_string(),
         format!("{idle:.2} % of a core"),
     ));
+    rows.push((
+        "idle CPU per partition".to_string(),
+        format!("{per_partition_us:.2} µs per second"),
+    ));
     json["idle_cpu_pct"] = serde_json::json!(idle);
+    json["idle_cpu_us_per_s_per_partition"] = serde_json::json!(per_partition_us);
     Ok(Partitions { rows, json })
 }
 
@@ -380,5 +386,27 @@ fn cpu_seconds(pid: u32) -> Result<f64> {
     let rest = stat.rsplit_once(')').context("stat")?.1;
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
-    Ok(ticks / 100.0)
+    Ok(ticks / clock_ticks_per_second()?)
+}
+
+/// The unit of `/proc/PID/stat`'s times (`getconf CLK_TCK`; 100 on every
+/// Linux this runs on, asked rather than assumed).
+fn clock_ticks_per_second() -> Result<f64> {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    if let Some(t) = TICKS.get() {
+        return Ok(*t);
+    }
+    let out = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .context("getconf CLK_TCK")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ticks: u32 = text
+        .trim()
+        .parse()
+        .with_context(|| format!("getconf CLK_TCK answered {text:?}"))?;
+    if ticks == 0 {
+        bail!("getconf CLK_TCK answered 0");
+    }
+    Ok(*TICKS.get_or_init(|| f64::from(ticks)))
 }

@@ -197,6 +197,12 @@ async fn run_spread(
         Transport::Tls { shared: true, .. } => Some(Sender::connect(&addrs[0], transport).await),
         _ => None,
     };
+    // Every run in this process has its own number in the keys and ids: a
+    // host loaded twice (rounds of a benchmark) would otherwise see a
+    // key again and answer it from its idempotency record, or drop an
+    // event id it already stored, doing less work than a new request.
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
     let counter = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let measure_from = start + warmup;
@@ -223,7 +229,7 @@ async fn run_spread(
                 let n = counter.fetch_add(1, Ordering::Relaxed);
                 let path = &paths[n as usize % paths.len()];
                 let body = format!(
-                    r#"{{"id":"bench-{c}-{n}","type":"bench.event","customer":"cus_0000000001","amount":4200,"currency":"eur","note":"a typical small webhook payload of about two hundred bytes....."}}"#
+                    r#"{{"id":"bench-{run}-{c}-{n}","type":"bench.event","customer":"cus_0000000001","amount":4200,"currency":"eur","note":"a typical small webhook payload of about two hundred bytes....."}}"#
                 );
                 // HTTP/2 names the authority in the URI, HTTP/1.1 in `Host`.
                 let req = match sender {
@@ -232,7 +238,7 @@ async fn run_spread(
                 };
                 let req = req
                     .header("content-type", "application/json")
-                    .header("idempotency-key", format!("k-{c}-{n}"))
+                    .header("idempotency-key", format!("k-{run}-{c}-{n}"))
                     .body(Full::new(Bytes::from(body)))
                     .expect("request");
                 let sent = Instant::now();

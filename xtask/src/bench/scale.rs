@@ -121,9 +121,15 @@ pub fn run(smoke: bool) -> Result<()> {
     let sled_host = start_hosts(1, None)?;
     let js_host = start_hosts(1, Some("ONE_"))?;
     let mut pairs = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
-        let on_sled = push(&[sled_host[0].addr.clone()]);
-        let on_js = push(&[js_host[0].addr.clone()]);
+    for round in 0..rounds {
+        // Which goes first alternates, so neither always runs second.
+        let (on_sled, on_js) = if round % 2 == 0 {
+            let on_sled = push(&[sled_host[0].addr.clone()]);
+            (on_sled, push(&[js_host[0].addr.clone()]))
+        } else {
+            let on_js = push(&[js_host[0].addr.clone()]);
+            (push(&[sled_host[0].addr.clone()]), on_js)
+        };
         pairs.push((on_js.rps() / on_sled.rps().max(1.0), on_sled, on_js));
     }
     drop((sled_host, js_host));
