@@ -197,13 +197,56 @@ pub(crate) fn http(addr: &str, method: &str, path: &str, body: &str) -> Result<(
     Ok((status, body.to_string()))
 }
 
-/// How a measurement taken over `rounds` rounds is labelled: the median
-/// of several, or the one.
-pub(crate) fn rounds_label(rounds: usize) -> String {
-    if rounds == 1 {
-        "one round".to_string()
-    } else {
-        format!("median of {rounds} rounds")
+/// Two loads measured in turn for a few rounds, each round's ratio
+/// `b ÷ a` (both runs of a round share the machine's state of the
+/// moment), sorted.
+pub(crate) struct Rounds {
+    /// Each round's (ratio, a, b), by ratio.
+    pub rounds: Vec<(f64, load::LoadResult, load::LoadResult)>,
+}
+
+impl Rounds {
+    /// Runs `a` and `b` for `rounds` rounds. Which goes first alternates,
+    /// so neither always meets the other's after-effects (a store's
+    /// write-back).
+    pub(crate) fn in_turn(
+        rounds: usize,
+        mut a: impl FnMut() -> load::LoadResult,
+        mut b: impl FnMut() -> load::LoadResult,
+    ) -> Rounds {
+        let mut all: Vec<_> = (0..rounds)
+            .map(|round| {
+                let (ra, rb) = if round % 2 == 0 {
+                    let ra = a();
+                    (ra, b())
+                } else {
+                    let rb = b();
+                    (a(), rb)
+                };
+                (rb.rps() / ra.rps().max(1.0), ra, rb)
+            })
+            .collect();
+        all.sort_by(|x, y| x.0.total_cmp(&y.0));
+        Rounds { rounds: all }
+    }
+
+    /// The median round.
+    pub(crate) fn median(&self) -> &(f64, load::LoadResult, load::LoadResult) {
+        &self.rounds[self.rounds.len() / 2]
+    }
+
+    pub(crate) fn ratios(&self) -> Vec<f64> {
+        self.rounds.iter().map(|r| r.0).collect()
+    }
+
+    /// "median of 3 rounds: 0.91, 0.93, 1.10", or "one round: 0.94".
+    pub(crate) fn describe(&self) -> String {
+        let label = match self.rounds.len() {
+            1 => "one round".to_string(),
+            n => format!("median of {n} rounds"),
+        };
+        let ratios: Vec<String> = self.rounds.iter().map(|r| format!("{:.2}", r.0)).collect();
+        format!("{label}: {}", ratios.join(", "))
     }
 }
 

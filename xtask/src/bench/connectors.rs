@@ -19,7 +19,7 @@
 //! round-robin ≥ 0.8× one source.
 
 use super::memory::rss_mb;
-use super::{build_fixture, build_inlet, load, write_json};
+use super::{Rounds, build_fixture, build_inlet, load, write_json};
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 use std::process::Child;
@@ -87,30 +87,22 @@ pub fn run(smoke: bool) -> Result<()> {
     } else {
         (Duration::from_secs(1), Duration::from_secs(5))
     };
-    // One source and round-robin alternate, a few rounds of each: the
-    // ratio is taken per round (the two runs of a round share the
-    // machine's state of the moment) and the median round is reported.
-    let rounds = if smoke { 1 } else { 3 };
-    let mut pairs = Vec::with_capacity(rounds);
+    // One source and round-robin in turn, a few rounds; the median
+    // round's ratio is reported.
     let push =
         |paths: &[String]| rt.block_on(load::run_paths(&host.addr, paths, 64, warmup, duration));
-    for round in 0..rounds {
-        // Which goes first alternates: the second run of a round meets
-        // the store's write-back of the first.
-        let (one, spread) = if round % 2 == 0 {
-            let one = push(&push_sources[..1]);
-            (one, push(&push_sources))
-        } else {
-            let spread = push(&push_sources);
-            (push(&push_sources[..1]), spread)
-        };
-        pairs.push((spread.rps() / one.rps().max(1.0), one, spread));
-    }
-    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let ratios: Vec<f64> = pairs.iter().map(|p| p.0).collect();
-    let errors: u64 = pairs.iter().map(|p| p.1.errors + p.2.errors).sum();
-    let stored_nothing = pairs.iter().any(|p| p.1.requests == 0 || p.2.requests == 0);
-    let (spread_ratio, one, spread) = pairs.swap_remove(rounds / 2);
+    let rounds = Rounds::in_turn(
+        if smoke { 1 } else { 3 },
+        || push(&push_sources[..1]),
+        || push(&push_sources),
+    );
+    let errors: u64 = rounds.rounds.iter().map(|r| r.1.errors + r.2.errors).sum();
+    let stored_nothing = rounds
+        .rounds
+        .iter()
+        .any(|r| r.1.requests == 0 || r.2.requests == 0);
+    let (spread_ratio, one, spread) = rounds.median();
+    let spread_ratio = *spread_ratio;
     let rss_loaded = rss_mb(host.pid())?;
     let t = Instant::now();
     let (status, body) = get(&host.addr, "/v1/connectors")?;
@@ -156,13 +148,8 @@ pub fn run(smoke: bool) -> Result<()> {
         spread.percentile_ms(0.99)
     );
     println!(
-        "| round-robin ÷ one source ({}: {}) | {spread_ratio:.2} | ≥ 0.8 |",
-        super::rounds_label(rounds),
-        ratios
-            .iter()
-            .map(|r| format!("{r:.2}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        "| round-robin ÷ one source ({}) | {spread_ratio:.2} | ≥ 0.8 |",
+        rounds.describe()
     );
     println!(
         "| GET /v1/connectors ({n} connectors) | {:.1} ms | |",
@@ -183,7 +170,7 @@ pub fn run(smoke: bool) -> Result<()> {
             "idle_cpu_pct": idle_cpu_pct,
             "push_one_rps": one.rps(), "push_one_p99_ms": one.percentile_ms(0.99),
             "push_spread_rps": spread.rps(), "push_spread_p99_ms": spread.percentile_ms(0.99),
-            "spread_ratio": spread_ratio, "spread_ratios": ratios,
+            "spread_ratio": spread_ratio, "spread_ratios": rounds.ratios(),
             "push_errors": errors,
             "list_ms": list.as_secs_f64() * 1000.0,
             "partitions": part.json,

@@ -5,7 +5,7 @@
 //! minimal HTTP server (as in `bench push`) and the harness publishing the
 //! same payloads to JetStream directly, with msg-ids and acks.
 
-use super::{Inlet, build_inlet, load, write_json};
+use super::{Inlet, Rounds, build_inlet, load, write_json};
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -117,25 +117,16 @@ pub fn run(smoke: bool) -> Result<()> {
     // One host on sled and one on JetStream, both up, loaded in turn for
     // a few rounds: the ratio is taken per round (both runs of a round
     // share the machine's state of the moment) and the median reported.
-    let rounds = if smoke { 1 } else { 3 };
     let sled_host = start_hosts(1, None)?;
     let js_host = start_hosts(1, Some("ONE_"))?;
-    let mut pairs = Vec::with_capacity(rounds);
-    for round in 0..rounds {
-        // Which goes first alternates, so neither always runs second.
-        let (on_sled, on_js) = if round % 2 == 0 {
-            let on_sled = push(&[sled_host[0].addr.clone()]);
-            (on_sled, push(&[js_host[0].addr.clone()]))
-        } else {
-            let on_js = push(&[js_host[0].addr.clone()]);
-            (push(&[sled_host[0].addr.clone()]), on_js)
-        };
-        pairs.push((on_js.rps() / on_sled.rps().max(1.0), on_sled, on_js));
-    }
+    let rounds = Rounds::in_turn(
+        if smoke { 1 } else { 3 },
+        || push(&[sled_host[0].addr.clone()]),
+        || push(&[js_host[0].addr.clone()]),
+    );
     drop((sled_host, js_host));
-    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let js_ratios: Vec<f64> = pairs.iter().map(|p| p.0).collect();
-    let (_, on_sled, on_js) = pairs.swap_remove(rounds / 2);
+    let (js_ratio, on_sled, on_js) = rounds.median();
+    let js_ratio = *js_ratio;
     let three = {
         let hosts = start_hosts(3, Some("THREE_"))?;
         let addrs: Vec<String> = hosts.iter().map(|i| i.addr.clone()).collect();
@@ -152,8 +143,8 @@ pub fn run(smoke: bool) -> Result<()> {
         .rps();
     let mut rows = Vec::new();
     for (setup, hosts, r, prefix) in [
-        ("1 host, sled", 1, &on_sled, None),
-        ("1 host, JetStream", 1, &on_js, Some("ONE_")),
+        ("1 host, sled", 1, on_sled, None),
+        ("1 host, JetStream", 1, on_js, Some("ONE_")),
         ("3 hosts, one JetStream", 3, &three, Some("THREE_")),
     ] {
         let (ceiling, ceiling_name) = match prefix {
@@ -198,18 +189,12 @@ pub fn run(smoke: bool) -> Result<()> {
         );
     }
     println!(
-        "\n1 host, JetStream ÷ sled: {:.2} ({}, the two loaded in turn: {})",
-        js_ratios[rounds / 2],
-        super::rounds_label(rounds),
-        js_ratios
-            .iter()
-            .map(|r| format!("{r:.2}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        "\n1 host, JetStream ÷ sled: {js_ratio:.2} (the two loaded in turn, {})",
+        rounds.describe()
     );
     write_json(
         "scale",
-        &serde_json::json!({"smoke": smoke, "rows": rows, "jetstream_over_sled": js_ratios[rounds / 2], "jetstream_over_sled_rounds": js_ratios}),
+        &serde_json::json!({"smoke": smoke, "rows": rows, "jetstream_over_sled": js_ratio, "jetstream_over_sled_rounds": rounds.ratios()}),
     )?;
     Ok(())
 }
